@@ -1,0 +1,138 @@
+"""Lazy reader: the h5py handle is opened on first use in each process, never carried across fork."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import RankgenError
+from . import schema as S
+
+
+class Corpus:
+    """Read a finished rankgen corpus. Safe to pickle into DataLoader workers."""
+
+    def __init__(self, path: str | os.PathLike, kind: str | tuple[str, ...] | None = None):
+        self.path = Path(path)
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        self._cache: dict[str, np.ndarray] = {}
+        self._validate(kind)
+
+    def _validate(self, kind) -> None:
+        if not self.path.exists():
+            partial = self.path.with_name(self.path.name + S.PARTIAL_SUFFIX)
+            if partial.exists():
+                raise RankgenError(f"{self.path} is not finished: only {partial} exists. Re-run the command that made it to resume.")
+            raise RankgenError(f"{self.path} does not exist")
+        try:
+            f = self.file
+        except OSError as exc:
+            raise RankgenError(f"{self.path} is not a readable HDF5 file ({exc}); regenerate it") from None
+        attrs = f.attrs
+        if attrs.get(S.ATTR_FORMAT) != S.FORMAT:
+            raise RankgenError(f"{self.path} is not a rankgen corpus (no format={S.FORMAT!r} attribute)")
+        version = int(attrs.get(S.ATTR_VERSION, -1))
+        if version != S.SCHEMA_VERSION:
+            raise RankgenError(
+                f"{self.path} has schema version {version}; this rankgen reads version {S.SCHEMA_VERSION}. "
+                "Regenerate the corpus with this rankgen, or install the rankgen version that wrote it."
+            )
+        if not bool(attrs.get(S.ATTR_COMPLETE, False)):
+            raise RankgenError(f"{self.path} is marked incomplete; regenerate it")
+        wanted = (kind,) if isinstance(kind, str) else kind
+        if wanted and self.kind not in wanted:
+            raise RankgenError(f"{self.path} is a {self.kind!r} corpus; this needs {' or '.join(map(repr, wanted))}")
+
+    @property
+    def file(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._file
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_file"] = None
+        state["_pid"] = None
+        return state
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    # -- metadata ------------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        return str(self.file.attrs[S.ATTR_KIND])
+
+    @property
+    def attrs(self) -> dict:
+        out = {}
+        for key, value in self.file.attrs.items():
+            if isinstance(value, np.generic):
+                value = value.item()
+            if isinstance(value, str) and value[:1] in "[{":
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    pass
+            out[key] = value
+        return out
+
+    def __len__(self) -> int:
+        return int(self.file.attrs[S.ATTR_N_ITEMS])
+
+    # -- data ----------------------------------------------------------------------------
+    def columns(self) -> list[str]:
+        return sorted(self.file[S.ITEMS])
+
+    def column(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            if name not in self.file[S.ITEMS]:
+                raise RankgenError(f"{self.path} has no column {name!r}; it has {', '.join(self.columns())}")
+            ds = self.file[S.ITEMS][name]
+            data = ds.asstr()[...] if h5py.check_string_dtype(ds.dtype) else ds[...]
+            self._cache[name] = np.asarray(data)
+        return self._cache[name]
+
+    def ragged_names(self) -> list[str]:
+        return sorted(self.file[S.RAGGED])
+
+    def ragged(self, name: str, index: int) -> np.ndarray:
+        g = self.file[S.RAGGED][name]
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"item {index} out of range for {self.path} ({len(self)} items)")
+        start = int(g[S.OFFSET][index])
+        shape = tuple(int(s) for s in g[S.SHAPE][index])
+        return g[S.DATA][start : start + int(np.prod(shape))].reshape(shape)
+
+    def ragged_shape(self, name: str, index: int) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.file[S.RAGGED][name][S.SHAPE][int(index)])
+
+    def image(self, index: int) -> np.ndarray:
+        return self.ragged("image", index)
+
+    def tables(self) -> list[str]:
+        return sorted(self.file[S.TABLES])
+
+    def table(self, name: str) -> np.ndarray:
+        key = "table:" + name
+        if key not in self._cache:
+            if name not in self.file[S.TABLES]:
+                raise RankgenError(f"{self.path} has no table {name!r}; it has {', '.join(self.tables())}")
+            ds = self.file[S.TABLES][name]
+            data = ds.asstr()[...] if h5py.check_string_dtype(ds.dtype) else ds[...]
+            self._cache[key] = np.asarray(data)
+        return self._cache[key]
+
+    @property
+    def groups(self) -> np.ndarray:
+        """(G, L) item indices; within a row the target does not increase left to right; -1 pads."""
+        return self.table(S.GROUPS)

@@ -1,0 +1,273 @@
+"""Crash-safe, resumable HDF5 writer.
+
+A run writes `<out>.partial`, commits rows in order and records how many are committed in an
+attribute; a killed run is resumed by re-running the same command (same fingerprint), which
+truncates anything written after the last commit. Only `finish()` renames the file to its final
+name, after setting `complete`, closing and fsyncing, so a file under the final name is whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import h5py
+import numpy as np
+
+from .. import __version__
+from ..errors import RankgenError
+from . import schema as S
+
+STRING = h5py.string_dtype()
+
+
+def _dtype(spec: str):
+    return STRING if spec == "str" else np.dtype(spec)
+
+
+def fingerprint(params: Mapping[str, object]) -> str:
+    """What makes two runs produce the same content; a partial file is resumed only on a match."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _disk_error(exc: OSError, path: Path, n_done: int) -> RankgenError:
+    if exc.errno == errno.ENOSPC:
+        return RankgenError(
+            f"disk full while writing {path}. {n_done} items are committed in {path}; "
+            "free some space and re-run the same command to resume from there."
+        )
+    return RankgenError(f"cannot write {path}: {exc.strerror or exc}. Re-run the same command to resume.")
+
+
+class CorpusWriter:
+    """Append rows of scalar columns and ragged arrays; `finish()` publishes the file.
+
+    columns: name -> dtype ("int64", "float64", "str", ...), one value per row.
+    ragged: name -> (dtype, ndim), one array of any shape with that ndim per row.
+    fingerprint: identifies the work (command arguments that change content); a partial file
+    with another fingerprint is not resumed but replaced.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        kind: str,
+        *,
+        columns: Mapping[str, str],
+        ragged: Mapping[str, tuple[str, int]],
+        attrs: Mapping[str, object],
+        fingerprint: str,
+        overwrite: bool = False,
+        compression: str | None = "lzf",
+        chunk_bytes: int = 1 << 18,
+    ):
+        if kind not in S.KINDS:
+            raise ValueError(f"unknown corpus kind {kind!r}")
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + S.PARTIAL_SUFFIX)
+        self.kind = kind
+        self.columns = dict(columns)
+        self.ragged = dict(ragged)
+        self.fingerprint = fingerprint
+        self.compression = compression
+        self.chunk_bytes = chunk_bytes
+        self.notes: list[str] = []
+        self._buffer: list[dict] = []
+        if self.path.exists() and not overwrite:
+            raise RankgenError(f"{self.path} already exists; pass --overwrite to replace it (it is kept until the new file is complete)")
+        if not self.path.parent.exists():
+            raise RankgenError(f"output folder {self.path.parent} does not exist; create it or choose another -o path")
+        if not os.access(self.path.parent, os.W_OK):
+            raise RankgenError(f"output folder {self.path.parent} is not writable; choose another -o path")
+        self._file = self._open_partial() or self._create(attrs)
+
+    # -- opening -------------------------------------------------------------------------
+    def _open_partial(self) -> h5py.File | None:
+        if not self.partial.exists():
+            return None
+        try:
+            f = h5py.File(self.partial, "a")
+        except OSError:
+            self.notes.append(f"{self.partial} was unreadable (killed mid-write); starting over")
+            self.partial.unlink()
+            return None
+        try:
+            same = (
+                f.attrs.get(S.ATTR_FORMAT) == S.FORMAT
+                and f.attrs.get(S.ATTR_KIND) == self.kind
+                and f.attrs.get(S.ATTR_FINGERPRINT) == self.fingerprint
+            )
+            n = int(f.attrs.get(S.ATTR_COMMITTED, 0))
+            if same:
+                self._truncate(f, n)
+        except (OSError, KeyError, ValueError):
+            same = False
+        if not same:
+            f.close()
+            self.notes.append(f"{self.partial} belongs to another command; starting over")
+            self.partial.unlink()
+            return None
+        if n:
+            self.notes.append(f"resuming {self.partial}: {n} items already committed")
+        return f
+
+    def _truncate(self, f: h5py.File, n: int) -> None:
+        for name in self.columns:
+            ds = f[S.ITEMS][name]
+            if ds.shape[0] < n:
+                raise ValueError("short column")
+            ds.resize((n,))
+        for name in self.ragged:
+            g = f[S.RAGGED][name]
+            if g[S.OFFSET].shape[0] < n:
+                raise ValueError("short ragged")
+            end = 0
+            if n:
+                end = int(g[S.OFFSET][n - 1]) + int(np.prod(g[S.SHAPE][n - 1]))
+            g[S.OFFSET].resize((n,))
+            g[S.SHAPE].resize((n, g[S.SHAPE].shape[1]))
+            g[S.DATA].resize((end,))
+
+    def _create(self, attrs: Mapping[str, object]) -> h5py.File:
+        try:
+            f = h5py.File(self.partial, "w")
+        except OSError as exc:
+            raise RankgenError(f"cannot create {self.partial}: {exc}") from None
+        f.attrs[S.ATTR_FORMAT] = S.FORMAT
+        f.attrs[S.ATTR_VERSION] = S.SCHEMA_VERSION
+        f.attrs[S.ATTR_KIND] = self.kind
+        f.attrs[S.ATTR_RANKGEN_VERSION] = __version__
+        f.attrs[S.ATTR_FINGERPRINT] = self.fingerprint
+        f.attrs[S.ATTR_COMMITTED] = 0
+        f.attrs[S.ATTR_COMPLETE] = False
+        for key, value in attrs.items():
+            f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+        items = f.create_group(S.ITEMS)
+        for name, spec in self.columns.items():
+            items.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=_dtype(spec), track_times=False)
+        ragged = f.create_group(S.RAGGED)
+        for name, (spec, ndim) in self.ragged.items():
+            g = ragged.create_group(name)
+            dtype = np.dtype(spec)
+            g.create_dataset(
+                S.DATA, shape=(0,), maxshape=(None,), dtype=dtype, track_times=False,
+                chunks=(max(1024, self.chunk_bytes // dtype.itemsize),), compression=self.compression,
+            )
+            g.create_dataset(S.OFFSET, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.int64, track_times=False)
+            g.create_dataset(S.SHAPE, shape=(0, ndim), maxshape=(None, ndim), chunks=(4096, ndim), dtype=np.int32, track_times=False)
+        f.create_group(S.TABLES)
+        f.flush()
+        return f
+
+    # -- writing -------------------------------------------------------------------------
+    @property
+    def n_done(self) -> int:
+        """Rows committed so far (on resume: where to continue)."""
+        return int(self._file.attrs[S.ATTR_COMMITTED]) + len(self._buffer)
+
+    def append(self, rows: Iterable[Mapping[str, object]]) -> None:
+        for row in rows:
+            missing = (set(self.columns) | set(self.ragged)) - set(row)
+            if missing:
+                raise ValueError(f"row lacks {sorted(missing)}")
+            self._buffer.append(row)
+
+    def commit(self, progress: Mapping[str, object] = ()) -> None:
+        """Write buffered rows and mark them committed; what is committed survives a kill.
+
+        progress: attributes recorded in the same step as the row count (e.g. jobs done), so a
+        resume never sees rows without the bookkeeping that produced them.
+        """
+        rows, self._buffer = self._buffer, []
+        f = self._file
+        n0 = int(f.attrs[S.ATTR_COMMITTED])
+        n1 = n0 + len(rows)
+        try:
+            for name, spec in (self.columns if rows else {}).items():
+                ds = f[S.ITEMS][name]
+                ds.resize((n1,))
+                values = [row[name] for row in rows]
+                ds[n0:n1] = np.asarray(values, dtype=object if spec == "str" else spec)
+            for name, (spec, ndim) in (self.ragged if rows else {}).items():
+                g = f[S.RAGGED][name]
+                arrays = [np.ascontiguousarray(row[name], dtype=spec) for row in rows]
+                for a in arrays:
+                    if a.ndim != ndim:
+                        raise ValueError(f"ragged {name!r} expects {ndim}-D arrays, got shape {a.shape}")
+                start = int(g[S.DATA].shape[0])
+                sizes = np.array([a.size for a in arrays], dtype=np.int64)
+                offsets = start + np.concatenate([[0], np.cumsum(sizes)[:-1]])
+                g[S.DATA].resize((start + int(sizes.sum()),))
+                if sizes.sum():
+                    g[S.DATA][start:] = np.concatenate([a.ravel() for a in arrays])
+                g[S.OFFSET].resize((n1,))
+                g[S.OFFSET][n0:n1] = offsets
+                g[S.SHAPE].resize((n1, ndim))
+                g[S.SHAPE][n0:n1] = np.array([a.shape for a in arrays], dtype=np.int32).reshape(-1, ndim)
+            f.flush()
+            f.attrs[S.ATTR_COMMITTED] = n1
+            for key, value in dict(progress).items():
+                f.attrs[key] = value
+            f.flush()
+        except OSError as exc:
+            raise _disk_error(exc, self.partial, n0) from None
+
+    def attr(self, key: str, default=None):
+        value = self._file.attrs.get(key, default)
+        return value.item() if isinstance(value, np.generic) else value
+
+    def read_column(self, name: str) -> np.ndarray:
+        """A committed column, for building tables at the end (also after a resume)."""
+        self.commit()
+        data = self._file[S.ITEMS][name][...]
+        return data.astype(str) if self.columns[name] == "str" else data
+
+    def finish(self, tables: Mapping[str, np.ndarray] = (), attrs: Mapping[str, object] = ()) -> Path:
+        """Write the tables, mark complete, and atomically publish under the final name."""
+        self.commit()
+        f = self._file
+        try:
+            for name, value in dict(tables).items():
+                value = np.asarray(value)
+                if name in f[S.TABLES]:
+                    del f[S.TABLES][name]
+                dtype = STRING if value.dtype.kind in "UO" else value.dtype
+                f[S.TABLES].create_dataset(name, data=value.astype(object) if dtype is STRING else value, dtype=dtype, track_times=False)
+            for key, value in dict(attrs).items():
+                f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+            f.attrs[S.ATTR_N_ITEMS] = int(f.attrs[S.ATTR_COMMITTED])
+            f.attrs[S.ATTR_COMPLETE] = True
+            f.close()
+            _fsync_path(self.partial)
+            os.replace(self.partial, self.path)
+            _fsync_path(self.path.parent)
+        except OSError as exc:
+            raise _disk_error(exc, self.partial, int(f.attrs[S.ATTR_COMMITTED]) if f.id.valid else 0) from None
+        return self.path
+
+    def close(self) -> None:
+        """Leave the partial file resumable (used on errors and Ctrl-C)."""
+        if self._file.id.valid:
+            try:
+                self.commit()
+            finally:
+                self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -1,0 +1,183 @@
+"""The HDF5 writer/reader: round trip, plain-h5py readability, resume, crash safety, clear errors."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+from rankgen.corpus import Corpus, CorpusWriter
+from rankgen.corpus import schema as S
+from rankgen.errors import RankgenError
+
+COLUMNS = {"ref": "int64", "name": "str", "param": "float64"}
+RAGGED = {"image": ("uint8", 3)}
+
+
+def rows(start, n):
+    out = []
+    for i in range(start, start + n):
+        rng = np.random.default_rng(i)
+        h, w = 5 + i % 7, 9 + i % 3
+        out.append({"ref": i, "name": f"item{i}", "param": i / 3, "image": rng.integers(0, 256, (h, w, 3), dtype=np.uint8)})
+    return out
+
+
+def write(path, n=20, **kw):
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={"seed": 1}, fingerprint="f", **kw)
+    with w:
+        w.append(rows(0, n))
+        w.finish(tables={S.GROUPS: np.arange(n).reshape(-1, 4), "ref_id": np.array([f"r{i}" for i in range(n)], dtype=object)})
+    return rows(0, n)
+
+
+def test_round_trip_and_plain_h5py(tmp_path):
+    path = tmp_path / "c.h5"
+    expected = write(path)
+    c = Corpus(path, kind="distort")
+    assert len(c) == 20 and c.kind == "distort"
+    for i, row in enumerate(expected):
+        np.testing.assert_array_equal(c.image(i), row["image"])
+    assert c.column("name").tolist() == [r["name"] for r in expected]
+    np.testing.assert_array_equal(c.groups, np.arange(20).reshape(-1, 4))
+    # The recipe of docs/schema.md, with nothing but h5py.
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] == "rankgen" and f.attrs["schema_version"] == 1 and f.attrs["complete"]
+        g = f["ragged/image"]
+        i = 13
+        start, shape = g["offset"][i], tuple(g["shape"][i])
+        np.testing.assert_array_equal(g["data"][start : start + np.prod(shape)].reshape(shape), expected[i]["image"])
+        assert f["items/param"][i] == pytest.approx(13 / 3)
+
+
+def test_existing_output_needs_overwrite_and_is_kept_until_complete(tmp_path):
+    path = tmp_path / "c.h5"
+    write(path)
+    with pytest.raises(RankgenError, match="--overwrite"):
+        write(path)
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="g", overwrite=True)
+    w.append(rows(0, 3))
+    w.close()  # interrupted: the old file must still be there, whole
+    assert len(Corpus(path)) == 20
+
+
+def test_resume_continues_after_last_commit(tmp_path):
+    path = tmp_path / "c.h5"
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    w.append(rows(0, 7))
+    w.commit()
+    w.append(rows(7, 2))  # never committed: lost, and must not appear twice
+    w._file.close()
+    assert not path.exists()
+    with pytest.raises(RankgenError, match="not finished"):
+        Corpus(path)
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    assert w.n_done == 7
+    w.append(rows(7, 13))
+    w.finish(tables={S.GROUPS: np.zeros((0, 4), np.int64)})
+    c = Corpus(path)
+    assert len(c) == 20
+    for i, row in enumerate(rows(0, 20)):
+        np.testing.assert_array_equal(c.image(i), row["image"])
+
+
+def test_partial_of_another_command_is_replaced(tmp_path):
+    path = tmp_path / "c.h5"
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="old")
+    w.append(rows(0, 5))
+    w.close()
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="new")
+    assert w.n_done == 0 and any("another command" in n for n in w.notes)
+    w.close()
+
+
+def test_garbage_partial_is_replaced(tmp_path):
+    path = tmp_path / "c.h5"
+    (tmp_path / "c.h5.partial").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    assert w.n_done == 0
+    w.close()
+
+
+KILLED_WRITER = textwrap.dedent("""
+    import os, signal, sys
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from test_corpus import COLUMNS, RAGGED, rows
+    from rankgen.corpus import CorpusWriter
+    w = CorpusWriter({path!r}, "distort", columns=COLUMNS, ragged=RAGGED, attrs={{}}, fingerprint="f")
+    start = w.n_done
+    for k in range(start, 40, 4):
+        w.append(rows(k, 4))
+        w.commit()
+        if k >= {kill_at}:
+            os.kill(os.getpid(), signal.SIGKILL)
+    w.finish(tables={{}})
+""")
+
+
+@pytest.mark.parametrize("kill_at", [0, 12, 28])
+def test_sigkill_then_rerun_equals_uninterrupted(tmp_path, kill_at):
+    path = str(tmp_path / "c.h5")
+    script = KILLED_WRITER.format(tests=os.path.dirname(__file__), path=path, kill_at=kill_at)
+    first = subprocess.run([sys.executable, "-c", script])
+    assert first.returncode == -signal.SIGKILL
+    assert not os.path.exists(path), "a killed run must not leave a file under the final name"
+    done = subprocess.run([sys.executable, "-c", script.replace(f">= {kill_at}", ">= 10**9")])
+    assert done.returncode == 0
+    c = Corpus(path)
+    assert len(c) == 40
+    for i, row in enumerate(rows(0, 40)):
+        np.testing.assert_array_equal(c.image(i), row["image"])
+
+
+def test_reader_errors_are_clear(tmp_path):
+    with pytest.raises(RankgenError, match="does not exist"):
+        Corpus(tmp_path / "nope.h5")
+    (tmp_path / "junk.h5").write_text("not hdf5")
+    with pytest.raises(RankgenError, match="not a readable HDF5"):
+        Corpus(tmp_path / "junk.h5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = 1
+    with pytest.raises(RankgenError, match="not a rankgen corpus"):
+        Corpus(tmp_path / "other.h5")
+    path = tmp_path / "c.h5"
+    write(path)
+    with pytest.raises(RankgenError, match="'crops'"):
+        Corpus(path, kind="crops")
+    with h5py.File(path, "a") as f:
+        f.attrs["schema_version"] = 99
+    with pytest.raises(RankgenError, match="schema version 99"):
+        Corpus(path)
+
+
+def test_reader_survives_fork(tmp_path):
+    """A handle opened in the parent is never used in a child: each process opens its own."""
+    path = tmp_path / "c.h5"
+    expected = write(path)
+    c = Corpus(path)
+    c.image(0)
+    pid = os.fork()
+    if pid == 0:
+        ok = all(np.array_equal(c.image(i), expected[i]["image"]) for i in range(20))
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    np.testing.assert_array_equal(c.image(5), expected[5]["image"])
+
+
+def test_read_only_folder_is_refused_clearly(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user that can write anywhere (root)")
+        with pytest.raises(RankgenError, match="not writable"):
+            CorpusWriter(ro / "c.h5", "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    finally:
+        ro.chmod(0o700)
