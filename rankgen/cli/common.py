@@ -1,0 +1,76 @@
+"""Options and plumbing shared by every generating command."""
+
+from __future__ import annotations
+
+import functools
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from ..corpus.writer import fingerprint  # noqa: F401  (commands build their fingerprint here)
+from ..errors import RankgenError
+from ..pipeline import Summary, default_workers
+
+
+def seed_option(f):
+    return click.option("--seed", default=0, show_default=True, type=int,
+                        help="Master seed. Every item's generator derives from (seed, item key), so the same seed "
+                             "gives the same bytes for any --workers and after any interruption.")(f)
+
+
+def workers_option(f):
+    return click.option("--workers", default=None, type=click.IntRange(min=1),
+                        help="Worker processes (default: all cores). Does not change the output.")(f)
+
+
+def output_option(default: str):
+    def deco(f):
+        return click.option("-o", "--output", default=default, show_default=True, type=click.Path(dir_okay=False),
+                            help="HDF5 file to write. Written as <output>.partial and renamed when complete; "
+                                 "re-running the same command resumes a partial file.")(f)
+    return deco
+
+
+def overwrite_option(f):
+    return click.option("--overwrite", is_flag=True,
+                        help="Replace an existing output (the old file stays until the new one is complete).")(f)
+
+
+def on_error_option(f):
+    return click.option("--on-error", type=click.Choice(["skip", "stop"]), default="skip", show_default=True,
+                        help="A bad input file: skip it with a warning (listed in the summary) or stop.")(f)
+
+
+def progress_option(f):
+    return click.option("--quiet", is_flag=True, help="No progress bar.")(f)
+
+
+def resolve_workers(workers: int | None) -> int:
+    return workers or default_workers()
+
+
+def command_line() -> str:
+    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def echo_summary(summary: Summary, path) -> None:
+    for line in summary.lines(path):
+        click.echo(line, err=line.startswith(("skipped", "  ")))
+
+
+def guarded(f):
+    """Turn RankgenError (and Ctrl-C) into one clear line and exit status 2, without a traceback."""
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        try:
+            return f(*args, **kwargs)
+        except RankgenError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: committed work is kept; re-run the same command to resume.", err=True)
+            sys.exit(130)
+
+    return wrapper

@@ -1,0 +1,111 @@
+"""Parallel, ordered, resumable execution of per-source jobs into a CorpusWriter.
+
+Each job is independent and carries its own seed key, so results do not depend on the worker
+count. Results are written in job order; the writer records how many jobs are committed so a
+re-run skips them.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from tqdm import tqdm
+
+from .corpus.writer import CorpusWriter
+
+JOBS_DONE = "jobs_done"
+SKIPPED = "skipped"
+
+
+@dataclass
+class JobResult:
+    rows: list = field(default_factory=list)
+    skipped: str | None = None  # why the job produced nothing (a bad input file), shown in the summary
+    notes: list = field(default_factory=list)  # harmless conversions worth one log line
+
+
+@dataclass
+class Summary:
+    jobs: int
+    rows: int
+    seconds: float
+    skipped: list
+    notes: list
+    resumed_from: int
+
+    def lines(self, path) -> list[str]:
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        out = [
+            f"wrote {path}: {self.rows} items from {self.jobs - len(self.skipped)} sources, "
+            f"{size / 1e6:.1f} MB, {self.seconds:.1f} s"
+            + (f" (resumed after {self.resumed_from} sources)" if self.resumed_from else "")
+        ]
+        out += [f"note: {n}" for n in self.notes]
+        if self.skipped:
+            out.append(f"skipped {len(self.skipped)} sources:")
+            out += [f"  {s}" for s in self.skipped]
+        return out
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def run_jobs(
+    jobs: Sequence,
+    work: Callable[[object], JobResult],
+    writer: CorpusWriter,
+    *,
+    workers: int = 1,
+    desc: str = "jobs",
+    unit: str = "img",
+    commit_every: int = 8,
+    progress: bool = True,
+    on_error: str = "skip",
+) -> Summary:
+    """Run `work` over `jobs` (picklable, module-level `work`) and append their rows in order.
+
+    on_error="stop" turns the first skipped job into an error (after committing what came before).
+    """
+    start = int(writer.attr(JOBS_DONE, 0))
+    skipped = json.loads(writer.attr(SKIPPED, "[]"))
+    notes: list[str] = list(writer.notes)
+    todo = list(jobs)[start:]
+    t0 = time.perf_counter()
+    rows = 0
+    bar = tqdm(total=len(jobs), initial=start, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
+    pool = mp.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) if workers > 1 and len(todo) > 1 else None
+    results = pool.imap(work, todo, chunksize=1) if pool else map(work, todo)
+    done = start
+    try:
+        for result in results:
+            done += 1
+            if result.skipped:
+                skipped.append(result.skipped)
+                if on_error == "stop":
+                    _commit(writer, done - 1, skipped[:-1])
+                    from .errors import RankgenError
+
+                    raise RankgenError(f"stopped: {result.skipped} (use --on-error skip to keep going)")
+            notes.extend(result.notes)
+            writer.append(result.rows)
+            rows += len(result.rows)
+            bar.update(1)
+            if done % commit_every == 0:
+                _commit(writer, done, skipped)
+        _commit(writer, done, skipped)
+    finally:
+        bar.close()
+        if pool:
+            pool.terminate()
+            pool.join()
+    return Summary(len(jobs), writer.n_done, time.perf_counter() - t0, skipped, notes, start)
+
+
+def _commit(writer: CorpusWriter, jobs_done: int, skipped: list) -> None:
+    writer.commit(progress={JOBS_DONE: jobs_done, SKIPPED: json.dumps(skipped)})
