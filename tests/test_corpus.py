@@ -181,3 +181,31 @@ def test_read_only_folder_is_refused_clearly(tmp_path):
             CorpusWriter(ro / "c.h5", "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
     finally:
         ro.chmod(0o700)
+
+
+def test_full_disk_keeps_committed_rows_and_says_so(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    path = tmp_path / "c.h5"
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    w.append(rows(0, 4))
+    w.commit()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 0))
+    real = h5py.Dataset.__setitem__
+
+    def no_space(self, key, value):
+        raise OSError("Can't write data (file write failed)")
+
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", no_space)
+    w.append(rows(4, 4))
+    with pytest.raises(RankgenError, match="disk full.*4 items are committed.*resume"):
+        w.commit()
+    monkeypatch.setattr(h5py.Dataset, "__setitem__", real)
+    w._file.close()
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    assert w.n_done == 4
+    w.append(rows(4, 4))
+    w.finish()
+    assert len(Corpus(path)) == 8

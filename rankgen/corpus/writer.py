@@ -12,6 +12,7 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -42,8 +43,18 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _disk_error(exc: OSError, path: Path, n_done: int) -> RankgenError:
+def _disk_full(exc: OSError, path: Path) -> bool:
+    # HDF5 reports a failed write without errno, so look at the disk as well.
     if exc.errno == errno.ENOSPC:
+        return True
+    try:
+        return shutil.disk_usage(path.parent).free < 16 << 20
+    except OSError:
+        return False
+
+
+def _disk_error(exc: OSError, path: Path, n_done: int) -> RankgenError:
+    if _disk_full(exc, path):
         return RankgenError(
             f"disk full while writing {path}. {n_done} items are committed in {path}; "
             "free some space and re-run the same command to resume from there."
