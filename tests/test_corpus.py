@@ -27,6 +27,12 @@ def rows(start, n):
     return out
 
 
+def crash(writer):
+    """What a SIGKILL leaves: no final commit, the file and the lock just dropped."""
+    writer._file.close()
+    writer._lock.close()
+
+
 def write(path, n=20, **kw):
     w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={"seed": 1}, fingerprint="f", **kw)
     with w:
@@ -71,7 +77,7 @@ def test_resume_continues_after_last_commit(tmp_path):
     w.append(rows(0, 7))
     w.commit()
     w.append(rows(7, 2))  # never committed: lost, and must not appear twice
-    w._file.close()
+    crash(w)
     assert not path.exists()
     with pytest.raises(RankgenError, match="not finished"):
         Corpus(path)
@@ -203,9 +209,32 @@ def test_full_disk_keeps_committed_rows_and_says_so(tmp_path, monkeypatch):
     with pytest.raises(RankgenError, match="disk full.*4 items are committed.*resume"):
         w.commit()
     monkeypatch.setattr(h5py.Dataset, "__setitem__", real)
-    w._file.close()
+    crash(w)
     w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
     assert w.n_done == 4
     w.append(rows(4, 4))
     w.finish()
     assert len(Corpus(path)) == 8
+
+
+def test_second_writer_of_the_same_path_is_refused(tmp_path):
+    path = tmp_path / "c.h5"
+    first = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    first.append(rows(0, 3))
+    first.commit()
+    code = (
+        "import sys; sys.path.insert(0, %r)\n"
+        "from test_corpus import COLUMNS, RAGGED\n"
+        "from rankgen.corpus import CorpusWriter\n"
+        "from rankgen.errors import RankgenError\n"
+        "try:\n"
+        "    CorpusWriter(%r, 'distort', columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint='f')\n"
+        "except RankgenError as e:\n"
+        "    print(e); sys.exit(3)\n"
+    ) % (os.path.dirname(__file__), str(path))
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert other.returncode == 3 and "another process" in other.stdout and str(os.getpid()) in other.stdout
+    first.append(rows(3, 3))
+    first.finish()
+    assert len(Corpus(path)) == 6
+    assert not (tmp_path / "c.h5.lock").exists()

@@ -9,6 +9,7 @@ name, after setting `complete`, closing and fsyncing, so a file under the final 
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -102,7 +103,36 @@ class CorpusWriter:
             raise RankgenError(f"output folder {self.path.parent} does not exist; create it or choose another -o path")
         if not os.access(self.path.parent, os.W_OK):
             raise RankgenError(f"output folder {self.path.parent} is not writable; choose another -o path")
-        self._file = self._open_partial() or self._create(attrs)
+        self._lock = self._acquire_lock()
+        try:
+            self._file = self._open_partial() or self._create(attrs)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _acquire_lock(self):
+        # flock, not a marker file: the kernel releases it when a killed writer dies, so no stale locks.
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        handle = open(lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            raise RankgenError(
+                f"another process (pid {owner}) is writing {self.path}; wait for it to finish or choose another -o"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        return handle
+
+    def _release_lock(self) -> None:
+        if self._lock is not None and not self._lock.closed:
+            Path(self._lock.name).unlink(missing_ok=True)
+            self._lock.close()
 
     # -- opening -------------------------------------------------------------------------
     def _open_partial(self) -> h5py.File | None:
@@ -264,17 +294,21 @@ class CorpusWriter:
             _fsync_path(self.partial)
             os.replace(self.partial, self.path)
             _fsync_path(self.path.parent)
+            self._release_lock()
         except OSError as exc:
             raise _disk_error(exc, self.partial, int(f.attrs[S.ATTR_COMMITTED]) if f.id.valid else 0) from None
         return self.path
 
     def close(self) -> None:
         """Leave the partial file resumable (used on errors and Ctrl-C)."""
-        if self._file.id.valid:
-            try:
-                self.commit()
-            finally:
-                self._file.close()
+        try:
+            if self._file.id.valid:
+                try:
+                    self.commit()
+                finally:
+                    self._file.close()
+        finally:
+            self._release_lock()
 
     def __enter__(self):
         return self
