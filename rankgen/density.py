@@ -87,4 +87,5 @@ def fit_max_side(image: np.ndarray, points: np.ndarray, max_side: int | None) ->
     nw, nh = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
     resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2) * np.array([nw / w, nh / h])
-    return resized, pts
+    # x < w must stay x < nw after rounding of the product, or the head would leave the image.
+    return resized, np.minimum(pts, np.nextafter(np.array([nw, nh], dtype=np.float64), 0))

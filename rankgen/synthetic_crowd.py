@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 SHIFT = 4            # cv2 sub-pixel drawing: coordinates are multiplied by 2**SHIFT
-MIN_HEIGHT = 7.0     # people shorter than this (px) are not drawn, so nothing invisible is counted
+MIN_HEIGHT = 16.0    # shorter people (heads under 2 px) are not drawn: nothing invisible is counted
 SKIN = np.array([[255, 219, 172], [241, 194, 125], [224, 172, 105], [198, 134, 66], [141, 85, 36], [100, 60, 30]], float)
 HAIR = np.array([[20, 15, 10], [60, 40, 20], [110, 80, 40], [200, 170, 110], [90, 90, 90], [140, 40, 20]], float)
 TEXTURES = ("grass", "gravel", "brick")

@@ -191,6 +191,8 @@ def list_items(dataset: str, root=None, split=None, **options) -> tuple[list[Sou
     """(items, source kind) of any registered source, passing only the options it accepts."""
     entry = SOURCES.entry(dataset)
     accepted = inspect.signature(entry.obj).parameters
+    if split is not None and "split" not in accepted:
+        raise RankgenError(f"--dataset {dataset} has no splits; drop --split {split}")
     kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
     if "split" in accepted:
         kwargs["split"] = split
