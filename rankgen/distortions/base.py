@@ -1,0 +1,58 @@
+"""The distortion registry and the conversions every distortion shares.
+
+MATLAB's image toolbox, which the official RankIQA generator uses, works on images scaled to [0, 1]
+and converts back to uint8 by rounding and saturating; `to_unit` / `from_unit` reproduce that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import BadImage, RankgenError
+from ..registry import Registry
+
+DISTORTIONS = Registry("distortion")
+
+MIN_SIDE = 32
+FAMILIES = ("noise", "blur", "compression", "colour", "spatial")
+
+
+def to_unit(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float32) / np.float32(255)
+
+
+def from_unit(values: np.ndarray) -> np.ndarray:
+    return from_255(values * np.float32(255))
+
+
+def from_255(values: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+
+
+def require(condition: bool, name: str, message: str) -> None:
+    """Raise a RankgenError naming the distortion when a parameter is outside its domain."""
+    if not condition:
+        raise RankgenError(f"distortion {name!r}: {message}")
+
+
+def check_image(image: np.ndarray) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        dtype = getattr(image, "dtype", type(image).__name__)
+        raise BadImage(f"distortions need an HxWx3 uint8 RGB image, got shape {shape} dtype {dtype}")
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise BadImage(
+            f"distortions need images of at least {MIN_SIDE}x{MIN_SIDE} pixels, got {image.shape[1]}x{image.shape[0]}"
+        )
+
+
+def distort(image: np.ndarray, name: str, param: float, rng: np.random.Generator) -> np.ndarray:
+    """Apply one registered distortion with shape and dtype checks on both sides."""
+    check_image(image)
+    out = DISTORTIONS.get(name)(image, float(param), rng)
+    if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.shape != image.shape:
+        raise RuntimeError(
+            f"distortion {DISTORTIONS.canonical(name)!r} returned {getattr(out, 'shape', None)} "
+            f"{getattr(out, 'dtype', type(out).__name__)} for a {image.shape} uint8 image"
+        )
+    return out
