@@ -27,6 +27,9 @@ CROP_COLUMNS = {"set": "int64", "rank": "int64", "source": "int64", "seed": "int
                 "box_x0": "float64", "box_y0": "float64", "box_x1": "float64", "box_y1": "float64",
                 "ibox_x0": "int64", "ibox_y0": "int64", "ibox_x1": "int64", "ibox_y1": "int64",
                 "anchor_x": "float64", "anchor_y": "float64"}
+# Resized patches barely compress (lzf saves about 11 %) but lzf makes writing 8x slower, and the
+# single writing process is the bottleneck: see docs/crops.md, "Throughput".
+CROP_COMPRESSION = None
 DENSITY_COLUMNS = {"count": "float64", "source": "int64", "split": "str"}
 
 
@@ -115,13 +118,14 @@ def generate_crops(output, *, dataset="synthetic", root=None, split=None, n_imag
     content = {"dataset": dataset, "root": str(root) if root else None, "split": split, "n_images": n_images, "k": k,
                "s": s, "r": r, "size": size, "per_image": per_image, "limit": limit, "seed": seed}
     writer = CorpusWriter(
-        output, "crops", columns=columns, ragged={"image": ("uint8", 3)}, overwrite=overwrite,
+        output, "crops", columns=columns, ragged={"image": ("uint8", 3)}, overwrite=overwrite, compression=CROP_COMPRESSION,
         fingerprint=fingerprint({**content, "sources": [it.id for it in items]}),
         attrs={S.ATTR_COMMAND: command, S.ATTR_SEED: seed, S.ATTR_PARAMS: content, "labeled": labeled},
     )
     with writer:
+        # A source yields per_image * k full-size patches; committing often keeps the buffer small.
         summary = run_jobs(jobs, crop_source, writer, workers=workers, desc="crops", unit="img",
-                           progress=progress, on_error=on_error)
+                           progress=progress, on_error=on_error, commit_every=2)
         if summary.rows == 0:
             raise RankgenError("no source image could be used; see the skipped files above")
         rank = writer.read_column("rank")
