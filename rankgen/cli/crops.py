@@ -320,7 +320,7 @@ def _rank_colours(k: int) -> list[tuple[int, int, int]]:
 
 
 @PREVIEWS.register("crops")
-def crops_preview(corpus, out_path, n_sets: int = 4, tile: int = 120, height: int = 300, **_) -> None:
+def crops_preview(corpus, out_path, n_sets: int = 4, height: int = 300, **_) -> None:
     """One row per crop set, from different sources: the source with its anchor region (white), the
     anchor (cross) and the nested integer boxes in rank colours; then the stored patches, largest first."""
     from PIL import Image, ImageDraw
@@ -364,16 +364,20 @@ def crops_preview(corpus, out_path, n_sets: int = 4, tile: int = 120, height: in
         draw.line((ax - 5, ay, ax + 5, ay), fill=(255, 255, 255), width=2)
         draw.line((ax, ay - 5, ax, ay + 5), fill=(255, 255, 255), width=2)
         label(left, f"{corpus.table('source_id')[src]}  set {int(corpus.column('set')[members[0]])}")
-        row = Image.new("RGB", (left.width + k * (tile + 6) + 6, max(height, tile + 24)), (24, 24, 24))
+        lines = 2 if k > 3 else 1
+        per_line = -(-k // lines)
+        tile = height // lines - 6
+        row = Image.new("RGB", (left.width + per_line * (tile + 6) + 6, height), (24, 24, 24))
         row.paste(left, (0, 0))
         for j, idx in enumerate(members):
             patch = Image.fromarray(corpus.image(idx)).resize((tile, tile), Image.BILINEAR)
             n = int(ib[j, 2] - ib[j, 0])
             text = f"r{j} {n}px" + (f" n={int(corpus.column('count')[idx])}" if has_count else "")
             label(patch, text)
-            x = left.width + 6 + j * (tile + 6)
-            ImageDraw.Draw(row).rectangle((x - 3, 0, x + tile + 2, tile + 5), fill=colours[j])
-            row.paste(patch, (x, 3))
+            x = left.width + 6 + (j % per_line) * (tile + 6)
+            y = (j // per_line) * (tile + 6)
+            ImageDraw.Draw(row).rectangle((x - 3, y, x + tile + 2, y + tile + 5), fill=colours[j])
+            row.paste(patch, (x, y + 3))
         rows.append(row)
     sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 4 for r in rows)), (24, 24, 24))
     y = 0
