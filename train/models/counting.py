@@ -24,5 +24,6 @@ class CountingVGG16(nn.Module):
     def density_map(self, x: torch.Tensor) -> torch.Tensor:
         return self.density(self.features(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.density_map(x).sum(dim=(1, 2, 3))
+    def forward(self, x: torch.Tensor, maps: bool = False) -> torch.Tensor:
+        d = self.density_map(x)
+        return d if maps else d.sum(dim=(1, 2, 3))

@@ -1,0 +1,93 @@
+"""`train run | eval | predict`: a thin shell over config, loop and evaluate."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rankgen.errors import RankgenError
+
+
+def _guard(fn):
+    """User errors print one line and exit 2; anything else is a bug and keeps its traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RankgenError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted; `train run --resume` continues from the last finished epoch", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group()
+def main():
+    """Train regression networks on rankgen corpora (ranking, multi-task, DCR, counting)."""
+
+
+@main.command()
+@click.option("--recipe", help="YAML in data_recipes/ (name or path). Default: data_recipes/default.yaml, "
+                               "a small CPU run on corpora built from the samples.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a dotted recipe field, e.g. --set optim.lr=1e-3 --set data.ranked=waterloo.h5.")
+@click.option("--resume", is_flag=True, help="Continue runs/<name>/ from its last finished epoch.")
+@_guard
+def run(recipe, overrides, resume):
+    """Train; writes runs/<name>/ (config.yaml, metrics.csv, curves.png, last.pt, best.pt).
+
+    \b
+    Examples:
+      train run
+      train run --recipe rankiqa_tid2013 --set data.ranked=waterloo.h5 --set data.labeled=tid2013.h5
+      torchrun --nproc-per-node 8 -m train run --recipe dcr_tid2013_4ann
+    """
+    from .config import load_config
+    from .loop import run as run_training
+
+    cfg = load_config(recipe, list(overrides))
+    res = run_training(cfg, resume=resume)
+    _print_metrics(res)
+
+
+def _print_metrics(res: dict) -> None:
+    shown = {k: v for k, v in res.items() if k not in ("epoch", "lr", "seconds", "run_dir") and not k.startswith("loss_")}
+    if "run_dir" in res:
+        click.echo(f"run folder: {res['run_dir']}")
+    for k, v in shown.items():
+        click.echo(f"{k}: {v:.4f}" if isinstance(v, float) else f"{k}: {v}")
+
+
+@main.command("eval")
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False), help="best.pt or last.pt of a run.")
+@click.option("--data", required=True, type=click.Path(dir_okay=False), help="A corpus: distort (PRA over its groups), "
+              "annotate (per-annotator PRA/SROCC/PLCC), density (MAE/RMSE).")
+@click.option("--split", default="test", show_default=True, type=click.Choice(["test", "train", "all"]),
+              help="Items of a labeled corpus to evaluate.")
+@click.option("--crops", type=int, help="Random crops averaged per image (default: the run's data.test_crops).")
+@_guard
+def eval_(checkpoint, data, split, crops):
+    """Evaluate a checkpoint on a corpus and print the metrics."""
+    from .evaluate import evaluate_checkpoint
+
+    _print_metrics(evaluate_checkpoint(checkpoint, data, split=split, crops=crops))
+
+
+@main.command()
+@click.option("--checkpoint", required=True, type=click.Path(dir_okay=False))
+@click.option("--crops", type=int, help="Random crops averaged per image (default: the run's data.test_crops).")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@_guard
+def predict(checkpoint, crops, images):
+    """Print `path,score` CSV for image files (higher = better quality, or the count)."""
+    from .evaluate import predict_files
+
+    click.echo("path,score")
+    for path, score in predict_files(checkpoint, images, crops=crops):
+        click.echo(f"{path},{score:.6f}")

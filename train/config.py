@@ -1,0 +1,172 @@
+"""Recipes: YAML over a fixed tree of defaults, `--set key=value` overrides, validation.
+
+Every key a recipe may hold is in DEFAULTS; anything else is an error naming the key and its
+closest valid spellings, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+
+import yaml
+
+from .errors import TrainError
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "data_recipes"
+
+DEFAULTS: dict = {
+    "name": None,            # run folder runs/<name>; default: the recipe's file name
+    "out": "runs",
+    "seed": 0,
+    "task": "iqa",           # iqa | counting
+    "objective": "rank",     # rank | regress | multitask | dcr
+    "data": {
+        "ranked": None,      # distort (iqa) or crops (counting) corpus
+        "labeled": None,     # annotate (iqa, dcr) or density (counting) corpus
+        "build": None,       # rankgen commands that create missing corpora: {path: [args...]}
+        "target": "score",   # labeled column regressed on and evaluated against
+        "heldout": 0.34,     # fraction of ranked references kept out of training to measure PRA
+        "patch": 224,        # training sub-image side (pixels, no rescaling for IQA)
+        "small_images": "reflect",  # reflect | resize: images smaller than the patch
+        "rotate": 0.0,       # +- degrees of random rotation (DCR uses 45)
+        "scales": [56, 448], # counting: side range of multi-scale square patches
+        "test_crops": 30,    # IQA: random crops averaged per test image
+        "workers": 0,
+        "cache_mb": 512,
+    },
+    "model": {"arch": "vgg16", "weights": None, "width": None},
+    "loss": {
+        "margin": 1.0,       # epsilon of the ranking hinge (Eq. 4)
+        "lambda": 1.0,       # weight of L_rank in L_reg + lambda L_rank (Eq. 5)
+        "lambda1": 0.2, "lambda2": 0.2, "lambda3": 0.2,  # DCR Eq. 7
+        "gamma": 0.0,        # DCR margin (Eq. 2)
+        "disjoint": True,    # DCR: L_d-rank (True) or plain L_rank (False)
+        "grl": True,         # DCR: annotator classifier with gradient reversal (False = DCR[-])
+    },
+    "optim": {
+        "lr": 1e-4, "momentum": 0.9, "weight_decay": 5e-4,
+        "step_every": 10, "step_gamma": 0.1,   # step decay, in epochs
+        "epochs": 20,
+        "batch_size": 72,    # images per ranked (or DCR) batch
+        "labeled_batch": 32, # images per labeled batch in regress / multitask / counting
+        "iters_per_epoch": None,
+    },
+    "train": {"device": "auto", "amp": True, "channels_last": True, "compile": False, "progress": True},
+}
+
+CHOICES = {
+    "task": ("iqa", "counting"),
+    "objective": ("rank", "regress", "multitask", "dcr"),
+    "data.small_images": ("reflect", "resize"),
+    "train.device": ("auto", "cpu", "cuda"),
+}
+
+# A recipe must say what it trains; everything else has a default.
+REQUIRED = ("objective", "model.arch")
+
+# Which corpora each objective needs (checked after overrides, so --set can supply them).
+NEEDS = {"rank": ("ranked",), "regress": ("labeled",), "multitask": ("ranked", "labeled"), "dcr": ("labeled",)}
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        key = prefix + k
+        if isinstance(v, dict) and key != "data.build":
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+KEYS = _flat(DEFAULTS)
+
+
+def _unknown(key: str, where: str) -> TrainError:
+    close = difflib.get_close_matches(key, list(KEYS), n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return TrainError(f"unknown key {key!r} in {where}.{hint}")
+
+
+def _set(cfg: dict, key: str, value, where: str) -> None:
+    if key not in KEYS:
+        raise _unknown(key, where)
+    *parents, last = key.split(".")
+    node = cfg
+    for p in parents:
+        node = node[p]
+    node[last] = value
+
+
+def resolve_recipe(recipe: str | None) -> Path | None:
+    if recipe is None:
+        return None
+    path = Path(recipe)
+    if not path.exists() and (RECIPES_DIR / path.name).exists():
+        path = RECIPES_DIR / path.name
+    if not path.exists() and (RECIPES_DIR / f"{recipe}.yaml").exists():
+        path = RECIPES_DIR / f"{recipe}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+        raise TrainError(f"recipe {recipe!r} not found (looked in . and {RECIPES_DIR}); known: {', '.join(known)}")
+    return path
+
+
+def load_config(recipe: str | None, overrides: list[str] = ()) -> dict:
+    """Defaults <- recipe (data_recipes/default.yaml when none) <- --set overrides, validated."""
+    path = resolve_recipe(recipe) or RECIPES_DIR / "default.yaml"
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise TrainError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise TrainError(f"{path} must be a mapping of keys to values")
+    missing = [k for k in REQUIRED if k not in _flat(loaded)]
+    if missing:
+        raise TrainError(f"{path} lacks required key{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                         f"(e.g. objective: rank, model.arch: vgg16)")
+    cfg = copy.deepcopy(DEFAULTS)
+    for key, value in _flat(loaded).items():
+        _set(cfg, key, value, str(path))
+    for item in overrides:
+        if "=" not in item:
+            raise TrainError(f"--set {item!r}: expected key=value, e.g. --set optim.lr=1e-3")
+        key, raw = item.split("=", 1)
+        _set(cfg, key.strip(), yaml.safe_load(raw) if raw.strip() else None, "--set")
+    if cfg["name"] is None:
+        cfg["name"] = path.stem
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: dict) -> None:
+    flat = _flat(cfg)
+    for key, allowed in CHOICES.items():
+        if flat[key] not in allowed:
+            raise TrainError(f"{key}={flat[key]!r}: choose one of {', '.join(allowed)}")
+    for role in NEEDS[cfg["objective"]]:
+        if not cfg["data"][role]:
+            raise TrainError(f"objective {cfg['objective']!r} needs data.{role} (a corpus path); "
+                             f"add it to the recipe or pass --set data.{role}=FILE.h5")
+    for key, default in KEYS.items():
+        value = flat[key]
+        if isinstance(default, float) and isinstance(value, str):
+            # YAML 1.1 reads 1e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+            else:
+                _set(cfg, key, value, "recipe")
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise TrainError(f"{key}={value!r}: expected true or false")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
+            raise TrainError(f"{key}={value!r}: expected a number")
+    if cfg["task"] == "counting" and cfg["objective"] == "dcr":
+        raise TrainError("objective dcr is for labeled scores (task iqa), not counting")
+
+
+def dump(cfg: dict) -> str:
+    return yaml.safe_dump(cfg, sort_keys=False)

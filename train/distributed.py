@@ -1,0 +1,80 @@
+"""Process group setup under torchrun and a differentiable gather of per-process outputs.
+
+Losses are computed on the outputs of the whole global batch (all comparable pairs, all DCR
+pairs), identically in every process. The gather's backward returns world_size x the local slice
+of the gradient, so after DDP averages parameter gradients the result is exactly the gradient of
+one process on the same global batch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_from_env(device: torch.device) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(0, 1, device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return Dist(dist.get_rank(), dist.get_world_size(), device)
+
+
+class _Gather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, sizes, world, rank):
+        ctx.sizes, ctx.world, ctx.rank = sizes, world, rank
+        pad = max(sizes) - x.shape[0]
+        padded = torch.cat([x, x.new_zeros(pad, *x.shape[1:])]) if pad else x.contiguous()
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded)
+        return torch.cat([p[:n] for p, n in zip(parts, sizes)])
+
+    @staticmethod
+    def backward(ctx, grad):
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start : start + ctx.sizes[ctx.rank]] * ctx.world, None, None, None
+
+
+def _sizes(n: int, d: Dist) -> list[int]:
+    t = torch.tensor([n], device=d.device)
+    out = [torch.zeros_like(t) for _ in range(d.world)]
+    dist.all_gather(out, t)
+    return [int(s) for s in out]
+
+
+def gather(x: torch.Tensor, d: Dist) -> torch.Tensor:
+    """Concatenate x of every process in rank order; gradients flow back to each process's slice."""
+    if d.world == 1:
+        return x
+    return _Gather.apply(x, _sizes(x.shape[0], d), d.world, d.rank)
+
+
+def gather_ints(values: list[int], d: Dist) -> list[int]:
+    if d.world == 1:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.int64, device=d.device)
+    return gather(t, d).tolist()
+
+
+def barrier(d: Dist) -> None:
+    if d.world > 1:
+        dist.barrier()

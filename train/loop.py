@@ -1,0 +1,460 @@
+"""The training run: corpora -> loaders -> model/criterion/optimizer -> epochs -> run folder."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from . import metrics as M
+from .config import dump
+from .data import (LABELED_KINDS, DensityDataset, GroupBatchSampler, ItemBatchSampler, PatchDataset, RankedIndex,
+                   group_crop_seeds, open_corpus, to_tensor)
+from .distributed import Dist, barrier, gather, gather_ints, init_from_env
+from .errors import TrainError
+from .losses import DCRLoss, allpairs_rank_loss, counting_loss
+from .models import MODELS, build_model, load_weights
+
+
+def log(msg: str, d: Dist | None = None) -> None:
+    if d is None or d.main:
+        print(msg, file=sys.stderr, flush=True)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainError("train.device=cuda but no CUDA device is available; use --set train.device=cpu")
+    return torch.device(name)
+
+
+def build_corpora(cfg: dict, d: Dist) -> None:
+    """Run the recipe's `data.build` rankgen commands for corpora that do not exist yet."""
+    for path, args in (cfg["data"]["build"] or {}).items():
+        path = Path(path)
+        if path.exists():
+            continue
+        if d.main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "rankgen", *map(str, args), "-o", str(path)]
+            log(f"building {path}: rankgen {' '.join(map(str, args))}")
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            if proc.returncode != 0 or not path.exists():
+                tail = "\n".join(proc.stdout.strip().splitlines()[-5:])
+                raise TrainError(f"building {path} failed (rankgen {' '.join(map(str, args))}):\n{tail}")
+        barrier(d)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """Write to a temporary name, fsync, then rename: a crash never leaves a torn checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with open(tmp, "wb") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_checkpoint(path) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise TrainError(f"checkpoint {path} does not exist")
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a foreign or damaged file
+        raise TrainError(f"cannot read checkpoint {path}: {exc}") from None
+    if not isinstance(ck, dict) or "model" not in ck or "arch" not in ck or "config" not in ck:
+        raise TrainError(f"{path} is not a train checkpoint (use --set model.weights=... for plain weight files)")
+    return ck
+
+
+class Split:
+    """Item indices and per-item columns of one corpus used for a role (train or evaluation)."""
+
+    def __init__(self, corpus, items: np.ndarray):
+        self.corpus, self.items = corpus, items
+
+
+class Trainer:
+    def __init__(self, cfg: dict, d: Dist):
+        self.cfg, self.d = cfg, d
+        self.task, self.objective = cfg["task"], cfg["objective"]
+        dc, oc = cfg["data"], cfg["optim"]
+        self.entry = MODELS.entry(cfg["model"]["arch"])
+        self.density = self.entry.info["output"] == "density"
+        if self.task == "counting" and not self.density:
+            raise TrainError(f"task counting needs a density model (counting_vgg16, small_counting), not {self.entry.name}")
+        if self.task == "iqa" and self.density:
+            raise TrainError(f"model {self.entry.name} outputs density maps; use it with task counting")
+        torch.manual_seed(cfg["seed"])
+        np.random.seed(cfg["seed"] % 2**32)
+
+        # -- data ---------------------------------------------------------------------------
+        build_corpora(cfg, d)
+        self.ranked = self.ranked_eval = self.labeled = self.labeled_eval = None
+        self.loaders: dict[str, DataLoader] = {}
+        patch = dc["patch"]
+        loader_kw = dict(num_workers=dc["workers"], persistent_workers=dc["workers"] > 0)
+        if dc["ranked"] and self.objective in ("rank", "multitask"):
+            kinds = ("crops",) if self.task == "counting" else ("distort",)
+            corpus = open_corpus(dc["ranked"], kinds, "ranked")
+            groups = corpus.groups
+            train_rows, eval_rows = self.split_refs(corpus, groups, dc["heldout"])
+            self.ranked = RankedIndex(groups, train_rows)
+            self.ranked_eval = RankedIndex(groups, eval_rows) if len(eval_rows) else None
+            self.ranked_ds = PatchDataset(corpus, patch, mode="whole" if self.task == "counting" else "crop",
+                                          rotate_deg=dc["rotate"], small_images=dc["small_images"], cache_mb=dc["cache_mb"])
+            self.ranked_sampler = GroupBatchSampler(self.ranked, oc["batch_size"], cfg["seed"], d.rank, d.world)
+            self.loaders["ranked"] = DataLoader(self.ranked_ds, batch_sampler=self.ranked_sampler, **loader_kw)
+            corpus.close()
+        if dc["labeled"]:
+            corpus = open_corpus(dc["labeled"], LABELED_KINDS[self.objective if self.objective == "dcr" else self.task], "labeled")
+            for col in ("split",) + (("count",) if self.task == "counting" else (dc["target"],)):
+                if col not in corpus.columns():
+                    raise TrainError(f"data.labeled: {corpus.path} has no column {col!r}; it has {', '.join(corpus.columns())}")
+            split = corpus.column("split")
+            self.labeled = Split(corpus, np.flatnonzero(split == "train"))
+            self.labeled_eval = Split(corpus, np.flatnonzero(split == "test"))
+            if self.task == "counting":
+                self.labeled_ds = DensityDataset(corpus, patch, tuple(dc["scales"]), self.model_stride(), dc["cache_mb"])
+            else:
+                self.labeled_ds = PatchDataset(corpus, patch, rotate_deg=dc["rotate"], small_images=dc["small_images"],
+                                               cache_mb=dc["cache_mb"])
+            if self.objective in ("regress", "multitask", "dcr"):
+                batch = oc["batch_size"] if self.objective == "dcr" else oc["labeled_batch"]
+                self.labeled_sampler = ItemBatchSampler(self.labeled.items, batch, cfg["seed"], d.rank, d.world)
+                self.loaders["labeled"] = DataLoader(self.labeled_ds, batch_sampler=self.labeled_sampler, **loader_kw)
+            self.target = corpus.column("count" if self.task == "counting" else dc["target"]).astype(np.float32)
+            self.annotator = corpus.column("annotator") if "annotator" in corpus.columns() else None
+            corpus.close()
+        if not self.loaders:
+            raise TrainError(f"objective {self.objective!r} has no training data: set data.ranked or data.labeled")
+
+        # -- model, loss, optimizer ---------------------------------------------------------
+        kwargs = {"width": cfg["model"]["width"]} if cfg["model"]["width"] else {}
+        if kwargs and not self.entry.name.startswith("small"):
+            raise TrainError(f"model.width applies to the small models only, not {self.entry.name}")
+        self.model = build_model(self.entry.name, **kwargs)
+        self.notes: list[str] = []
+        if cfg["model"]["weights"]:
+            self.notes += load_weights(self.model, self.entry.name, cfg["model"]["weights"])
+            for n in self.notes:
+                log(f"note: {n}", d)
+        self.criterion = None
+        if self.objective == "dcr":
+            n_ann = int(self.annotator.max()) + 1 if self.annotator is not None else 1
+            lc = cfg["loss"]
+            self.criterion = DCRLoss(self.model.embed_dim, n_ann, lambda1=lc["lambda1"], lambda2=lc["lambda2"],
+                                     lambda3=lc["lambda3"], gamma=lc["gamma"], disjoint=lc["disjoint"], grl=lc["grl"])
+        self.device = d.device
+        self.model.to(self.device)
+        if self.criterion is not None:
+            self.criterion.to(self.device)
+        self.cuda = self.device.type == "cuda"
+        if self.cuda and cfg["train"]["channels_last"]:
+            self.model.to(memory_format=torch.channels_last)
+        params = list(self.model.parameters()) + (list(self.criterion.parameters()) if self.criterion else [])
+        self.optimizer = torch.optim.SGD(params, lr=oc["lr"], momentum=oc["momentum"], weight_decay=oc["weight_decay"])
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, oc["step_every"], oc["step_gamma"])
+        self.net = self.model
+        if d.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.cuda else None)
+        if cfg["train"]["compile"]:
+            self.net = torch.compile(self.net)
+        self.epoch = 0
+        self.best = -float("inf")
+        self.history: list[dict] = []
+
+    # -- helpers -----------------------------------------------------------------------------
+    def model_stride(self) -> int:
+        return MODELS.get(self.cfg["model"]["arch"]).stride
+
+    @staticmethod
+    def split_refs(corpus, groups: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """Hold out whole references (all their rows), so evaluation images were never trained on."""
+        anchors = groups[:, 0]
+        refs = corpus.column("ref")[anchors] if "ref" in corpus.columns() else anchors
+        unique = np.unique(refs)
+        n_out = int(round(fraction * len(unique)))
+        if fraction > 0 and len(unique) > 1:
+            n_out = min(max(n_out, 1), len(unique) - 1)
+        held = np.random.default_rng(12345).permutation(unique)[:n_out]
+        mask = np.isin(refs, held)
+        return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+    def autocast(self):
+        if self.cuda and self.cfg["train"]["amp"]:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, non_blocking=True)
+        if self.cuda and self.cfg["train"]["channels_last"] and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    # -- one optimisation step ---------------------------------------------------------------
+    def ranked_loss(self, batch) -> tuple[torch.Tensor, dict]:
+        x, items = batch
+        with self.autocast():
+            y = self.net(self.to_device(x))
+        y = gather(y.float(), self.d)
+        order = self.ranked.order(gather_ints(items.tolist(), self.d)).to(self.device)
+        loss = allpairs_rank_loss(y, order, self.cfg["loss"]["margin"])
+        return loss, {"rank": loss.item()}
+
+    def labeled_loss(self, batch) -> tuple[torch.Tensor, dict]:
+        if self.task == "counting":
+            x, dens, items = batch
+            with self.autocast():
+                pred = self.net(self.to_device(x), maps=True)
+            pred, dens = gather(pred.float(), self.d), gather(self.to_device(dens), self.d)
+            loss = counting_loss(pred, dens)
+            return loss, {"count": loss.item()}
+        x, items = batch
+        items = gather_ints(items.tolist(), self.d)
+        target = torch.from_numpy(self.target[items]).to(self.device)
+        if self.objective == "dcr":
+            with self.autocast():
+                y, z = self.net(self.to_device(x), with_embedding=True)
+            y, z = gather(y.float(), self.d), gather(z.float(), self.d)
+            ann = torch.from_numpy(self.annotator[items] if self.annotator is not None else np.zeros(len(items), np.int64))
+            return self.criterion(y, z, target, ann.to(self.device))
+        with self.autocast():
+            y = self.net(self.to_device(x))
+        loss = F.mse_loss(gather(y.float(), self.d), target)
+        return loss, {"reg": loss.item()}
+
+    def step(self, ranked_batch=None, labeled_batch=None) -> tuple[float, dict]:
+        self.net.train()
+        loss, parts = 0.0, {}
+        if labeled_batch is not None:
+            l, p = self.labeled_loss(labeled_batch)
+            loss, parts = loss + l, {**parts, **p}
+        if ranked_batch is not None:
+            l, p = self.ranked_loss(ranked_batch)
+            weight = self.cfg["loss"]["lambda"] if labeled_batch is not None else 1.0
+            loss, parts = loss + weight * l, {**parts, **p}
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item(), parts
+
+    # -- epochs ------------------------------------------------------------------------------
+    def batches(self):
+        """(ranked, labeled) pairs for one epoch; the shorter stream is cycled."""
+        n = self.cfg["optim"]["iters_per_epoch"]
+        streams = {}
+        for name, loader in self.loaders.items():
+            loader.batch_sampler.set_epoch(self.epoch)
+            streams[name] = loader
+        n = n or max(len(l) for l in streams.values())
+        iters = {k: iter(v) for k, v in streams.items()}
+        passes = {k: 0 for k in streams}
+        for _ in range(n):
+            out = {}
+            for k, loader in streams.items():
+                try:
+                    out[k] = next(iters[k])
+                except StopIteration:
+                    passes[k] += 1
+                    loader.batch_sampler.set_epoch(self.epoch * 1000 + passes[k])
+                    iters[k] = iter(loader)
+                    out[k] = next(iters[k])
+            yield out.get("ranked"), out.get("labeled")
+
+    def train_epoch(self) -> dict:
+        from tqdm import tqdm
+
+        n = self.cfg["optim"]["iters_per_epoch"] or max(len(l) for l in self.loaders.values())
+        bar = tqdm(self.batches(), total=n, desc=f"epoch {self.epoch + 1}/{self.cfg['optim']['epochs']}",
+                   disable=not (self.d.main and self.cfg["train"]["progress"]), leave=False, file=sys.stderr)
+        total, count, images, parts_sum = 0.0, 0, 0, {}
+        t0 = time.perf_counter()
+        for ranked, labeled in bar:
+            loss, parts = self.step(ranked, labeled)
+            total += loss
+            count += 1
+            images += sum(len(b[0]) for b in (ranked, labeled) if b is not None) * self.d.world
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v
+            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{images / (time.perf_counter() - t0):.0f}")
+        self.scheduler.step()
+        elapsed = time.perf_counter() - t0
+        row = {"epoch": self.epoch + 1, "loss": total / max(count, 1), "lr": self.optimizer.param_groups[0]["lr"],
+               "images_per_s": images / elapsed, "seconds": elapsed}
+        row.update({f"loss_{k}": v / max(count, 1) for k, v in parts_sum.items()})
+        return row
+
+    # -- evaluation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict_items(self, dataset, items: np.ndarray, n_crops: int, seeds: np.ndarray | None = None) -> np.ndarray:
+        self.model.eval()
+        out = np.empty(len(items), dtype=np.float64)
+        for k, item in enumerate(items):
+            if self.task == "counting" and isinstance(dataset, DensityDataset):
+                x = to_tensor(dataset.cache(int(item)))[None]
+            else:
+                x = dataset.test_crops(int(item), n_crops, seed=int(item if seeds is None else seeds[k]))
+            with self.autocast():
+                out[k] = self.model(self.to_device(x)).float().mean().item()
+        return out
+
+    def evaluate(self) -> dict:
+        res = {}
+        dc = self.cfg["data"]
+        if self.ranked_eval is not None:
+            groups = self.ranked_eval.groups
+            items, seeds = group_crop_seeds(groups)
+            pred = np.full(int(items.max()) + 1, np.nan)
+            pred[items] = self.predict_items(self.ranked_ds, items, dc["test_crops"], seeds)
+            res["heldout_pra"] = M.pra_groups(pred, groups)
+        if self.labeled_eval is not None and len(self.labeled_eval.items):
+            items = self.labeled_eval.items
+            pred = self.predict_items(self.labeled_ds, items, dc["test_crops"])
+            y = self.target[items]
+            if self.task == "counting":
+                res.update(mae=M.mae(y, pred), rmse=M.rmse(y, pred))
+            else:
+                ann = self.annotator[items] if self.annotator is not None else None
+                res.update(M.per_annotator(y, pred, ann))
+                corpus = self.labeled_eval.corpus
+                if "true_score" in corpus.columns():
+                    true = corpus.column("true_score")[items]
+                    res.update(lcc_true=M.lcc(true, pred), srocc_true=M.srocc(true, pred))
+        return res
+
+    def key_metric(self, res: dict) -> float:
+        for key, sign in (("srocc", 1), ("mae", -1), ("heldout_pra", 1)):
+            if key in res and np.isfinite(res[key]):
+                return sign * res[key]
+        return -self.history[-1]["loss"] if self.history else -float("inf")
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "arch": self.entry.name, "config": self.cfg, "epoch": self.epoch, "best": self.best,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "history": self.history,
+            "criterion": self.criterion.state_dict() if self.criterion else None,
+        }
+
+    def restore(self, ck: dict) -> None:
+        if ck["arch"] != self.entry.name:
+            raise TrainError(f"cannot resume: the checkpoint is of model {ck['arch']!r}, the recipe builds {self.entry.name!r}")
+        self.model.load_state_dict(ck["model"])
+        self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        if self.criterion is not None and ck.get("criterion"):
+            self.criterion.load_state_dict(ck["criterion"])
+        self.epoch, self.best, self.history = ck["epoch"], ck["best"], ck["history"]
+
+
+def write_metrics(history: list[dict], run_dir: Path) -> None:
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    tmp = run_dir / "metrics.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    os.replace(tmp, run_dir / "metrics.csv")
+
+
+def plot_curves(history: list[dict], run_dir: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    evals = [k for k in history[-1] if k.startswith(("heldout_", "srocc", "plcc", "pra", "lcc", "mae", "rmse"))]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].plot(epochs, [r["loss"] for r in history], label="train loss")
+    axes[0].set_xlabel("epoch")
+    axes[0].legend()
+    for k in evals:
+        axes[1].plot(epochs, [r.get(k, np.nan) for r in history], label=k)
+    axes[1].set_xlabel("epoch")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / "curves.png", dpi=80)
+    plt.close(fig)
+
+
+def tensorboard_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: tensorboard is not a dependency
+        return None
+    return SummaryWriter(str(run_dir / "tb"))
+
+
+def run(cfg: dict, resume: bool = False) -> dict:
+    """Train per the resolved config; return the last evaluation (printed by the CLI)."""
+    d = init_from_env(pick_device(cfg["train"]["device"]))
+    run_dir = Path(cfg["out"]) / cfg["name"]
+    last = run_dir / "last.pt"
+    if d.main:
+        if run_dir.exists() and (last.exists()) and not resume:
+            raise TrainError(f"{run_dir} already holds a run; pass --resume to continue it or --set name=OTHER")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(dump(cfg))
+    barrier(d)
+    trainer = Trainer(cfg, d)
+    if resume:
+        if not last.exists():
+            raise TrainError(f"--resume: {last} does not exist")
+        trainer.restore(load_checkpoint(last))
+        log(f"resumed {run_dir} after epoch {trainer.epoch}", d)
+    tb = tensorboard_writer(run_dir) if d.main else None
+    res: dict = {}
+    while trainer.epoch < cfg["optim"]["epochs"]:
+        row = trainer.train_epoch()
+        trainer.epoch += 1
+        if d.main:
+            res = trainer.evaluate()
+            row.update(res)
+            trainer.history.append(row)
+            score = trainer.key_metric(res)
+            shown = "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "lr", "seconds"))
+            log(f"epoch {trainer.epoch}: {shown}")
+            improved = score > trainer.best
+            if improved:
+                trainer.best = score
+            state = trainer.state()
+            atomic_save(state, last)
+            if improved:
+                atomic_save(state, run_dir / "best.pt")
+            write_metrics(trainer.history, run_dir)
+            plot_curves(trainer.history, run_dir)
+            if tb is not None:
+                for k, v in row.items():
+                    if k != "epoch":
+                        tb.add_scalar(k, v, trainer.epoch)
+        barrier(d)
+    if tb is not None:
+        tb.close()
+    if d.main and trainer.history:
+        res = {k: v for k, v in trainer.history[-1].items()}
+    return {"run_dir": str(run_dir), **res}
