@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -150,14 +151,23 @@ def parse_table(recipe: str, name: str, spec: object) -> Table:
     return Table(tuple(float(v) for v in values), scale, integer)
 
 
-def _probe(recipe: str, name: str, table: Table) -> None:
-    """Run each table value once on a tiny image so out-of-domain params fail at load, naming the key."""
+@lru_cache(maxsize=None)
+def _domain_error(name: str, value: float) -> str | None:
+    """Run one value on a tiny image; cached because loading is repeated and jpeg2000 costs ~30 ms."""
     probe = np.full((PROBE_SIDE, PROBE_SIDE, 3), 128, dtype=np.uint8)
+    try:
+        distort(probe, name, value, np.random.default_rng(0))
+    except RankgenError as error:
+        return str(error)
+    return None
+
+
+def _probe(recipe: str, name: str, table: Table) -> None:
+    """Out-of-domain params fail at load, naming the key, not hours into a run."""
     for value in table.values:
-        try:
-            distort(probe, name, value, np.random.default_rng(0))
-        except RankgenError as error:
-            raise _fail(recipe, f"distortions.{name}.params", str(error)) from None
+        error = _domain_error(name, value)
+        if error:
+            raise _fail(recipe, f"distortions.{name}.params", error)
 
 
 def parse_recipe(name: str, text: str) -> Recipe:
