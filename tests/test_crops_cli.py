@@ -90,24 +90,25 @@ def test_same_seed_same_bytes_for_any_worker_count(tmp_path, synthetic_crops):
     assert contents(tmp_path / "s2.h5")[1] != a[1]
 
 
-def test_interrupted_run_resumes_to_the_same_content(tmp_path, synthetic_crops, monkeypatch):
+@pytest.mark.parametrize("die_at,resumed_from", [(2, 0), (3, 2)])  # sources are committed in pairs
+def test_interrupted_run_resumes_to_the_same_content(tmp_path, synthetic_crops, monkeypatch, die_at, resumed_from):
     real = cli_crops.crop_source
     calls = {"n": 0}
 
-    def dies_on_third(job):
+    def dies(job):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == die_at:
             raise KeyboardInterrupt
         return real(job)
 
     out = tmp_path / "resumed.h5"
     kw = dict(dataset="synthetic", n_images=3, seed=1, workers=1, **SMALL)
-    monkeypatch.setattr(cli_crops, "crop_source", dies_on_third)
+    monkeypatch.setattr(cli_crops, "crop_source", dies)
     with pytest.raises(KeyboardInterrupt):
         generate_crops(out, **kw)
     assert not out.exists() and out.with_name("resumed.h5.partial").exists()
     monkeypatch.setattr(cli_crops, "crop_source", real)
-    assert generate_crops(out, **kw).resumed_from == 2
+    assert generate_crops(out, **kw).resumed_from == resumed_from
     a, b = contents(synthetic_crops), contents(out)
     assert a[1] == b[1] and all((a[0][n] == b[0][n]).all() for n in a[0])
 
