@@ -10,6 +10,7 @@ import multiprocessing as mp
 import os
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from tqdm import tqdm
@@ -37,9 +38,14 @@ def ssim(reference: np.ndarray, distorted: np.ndarray) -> float:
 MEASURES = {"psnr": psnr, "ssim": ssim}
 
 
+# Jobs carry the path, not the Corpus: a Corpus pickles its cached columns, which would make every
+# job as large as the whole index. Each process opens the file once.
+open_corpus = lru_cache(maxsize=None)(Corpus)
+
+
 @dataclass(frozen=True)
 class _Group:
-    corpus: Corpus
+    path: str
     reference: int
     members: tuple[int, ...]
     score: str
@@ -47,12 +53,13 @@ class _Group:
 
 def _score_group(group: _Group) -> list[float]:
     measure = MEASURES[group.score]
-    ref = group.corpus.image(group.reference)
+    corpus = open_corpus(group.path)
+    ref = corpus.image(group.reference)
     out = []
     for i in group.members:
-        img = group.corpus.image(i)
+        img = corpus.image(i)
         if img.shape != ref.shape:
-            raise RankgenError(f"{group.corpus.path}: item {i} is {img.shape}, its reference (item {group.reference}) "
+            raise RankgenError(f"{group.path}: item {i} is {img.shape}, its reference (item {group.reference}) "
                                f"is {ref.shape}; full-reference scores need aligned images (use --score level)")
         out.append(measure(ref, img))
     return out
@@ -76,7 +83,7 @@ def score_corpus(corpus: Corpus, score: str, *, workers: int = 1, progress: bool
         if not base:
             raise RankgenError(f"{corpus.path}: item {items[0]} has no level-0 reference item to compare with "
                                "(reference and crop); use --score level")
-        groups.append(_Group(corpus, base[0], tuple(items), score))
+        groups.append(_Group(str(corpus.path), base[0], tuple(items), score))
     pool = mp.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) if workers > 1 and len(groups) > 1 else None
     out = np.empty(len(level), dtype=np.float64)
     try:

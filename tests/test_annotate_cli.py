@@ -164,6 +164,21 @@ def run_catching(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+def test_an_undecodable_image_is_skipped_or_stops(tmp_path, scored):
+    (scored.parent / "broken.png").write_bytes(b"\x89PNG truncated")
+    table = tmp_path / "with_broken.csv"
+    table.write_text(scored.read_text() + "broken.png,0.5,r9\n")
+    table = table.rename(scored.parent / "with_broken.csv")
+    out = tmp_path / "skip.h5"
+    r = run("annotate", "--dataset", "csv", "--root", table, "--annotators", 2, "--quiet", "-o", out)
+    assert r.exit_code == 0 and "skipped 1" in r.output and "broken.png" in r.output
+    c, cols = columns(out)
+    assert len(c) == 12 and "broken.png" not in " ".join(cols["path"])
+    check_model_invariants(c, cols)
+    r = run_catching("annotate", "--dataset", "csv", "--root", table, "--on-error", "stop", "--quiet", "-o", tmp_path / "stop.h5")
+    assert r.exit_code != 0 and "broken.png" in r.output and not (tmp_path / "stop.h5").exists()
+
+
 def test_afew_va_defaults_to_the_affect_range(tmp_path, photo):
     import json
 

@@ -20,6 +20,7 @@ from ..corpus import Corpus, CorpusWriter
 from ..corpus import schema as S
 from ..corpus.writer import fingerprint
 from ..errors import BadImage, RankgenError
+from ..fr_metrics import SCORES, open_corpus, score_corpus
 from ..pipeline import JobResult, Summary, run_jobs
 from ..preview import PREVIEWS
 from ..sources import SOURCES, SourceItem, read_image
@@ -49,7 +50,7 @@ class Listing:
     path: np.ndarray         # str: where the item comes from
     distortion: np.ndarray   # str
     level: np.ndarray        # int64
-    fetch: tuple             # per item: a SourceItem, or (corpus, index) into a distort corpus
+    fetch: tuple             # per item: a SourceItem, or (corpus path, index) into a distort corpus
     task: str
     description: str         # what was listed, for the fingerprint and the attributes
 
@@ -67,8 +68,8 @@ def annotate_item(job: AnnotateJob) -> JobResult:
         except BadImage as exc:
             return JobResult(skipped=str(exc))
     else:
-        corpus, index = job.fetch
-        image, notes = corpus.image(index), []
+        path, index = job.fetch
+        image, notes = open_corpus(path).image(index), []
     return JobResult(rows=[{**job.row, "image": np.ascontiguousarray(image)}], notes=notes)
 
 
@@ -95,8 +96,6 @@ def list_dataset(dataset: str, root, target: str | None) -> Listing:
 
 
 def list_corpus(path, score: str, *, label: str, workers: int, progress: bool) -> Listing:
-    from ..fr_metrics import score_corpus
-
     corpus = Corpus(path, kind="distort")
     true = score_corpus(corpus, score, workers=workers, progress=progress)
     ref_id = corpus.table("ref_id")
@@ -107,7 +106,7 @@ def list_corpus(path, score: str, *, label: str, workers: int, progress: bool) -
         path=np.array([f"{label}#{i}" for i in range(n)], dtype=object),
         distortion=corpus.column("distortion").astype(object),
         level=corpus.column("level").astype(np.int64),
-        fetch=tuple((corpus, i) for i in range(n)),
+        fetch=tuple((str(path), i) for i in range(n)),
         task=labeled.IQA,
         description=f"{label}:{corpus.attrs.get(S.ATTR_FINGERPRINT)}:{score}",
     )
@@ -197,7 +196,7 @@ def report(path) -> list[str]:
 @click.option("--target", type=click.Choice(labeled.AFEW_TARGETS), help="afew-va: which label to rank (default valence).")
 @click.option("--from", "from_", type=click.Path(dir_okay=False),
               help="A rankgen distort corpus to score against its own references instead of --dataset.")
-@click.option("--score", type=click.Choice(("ssim", "psnr", "level")), default=None,
+@click.option("--score", type=click.Choice(SCORES), default=None,
               help="With --from: the true score (ssim, psnr capped at 100 dB, or minus the level). Default ssim.")
 @click.option("--annotators", "k", default=4, show_default=True, type=click.IntRange(min=1), help="Number of annotators K.")
 @click.option("--assign", type=click.Choice(model.ASSIGN_MODES), default="random", show_default=True,
@@ -244,22 +243,27 @@ def annotate(dataset, root, target, from_, score, k, assign, test_fraction, shif
         raise RankgenError("--root and --target need --dataset")
     workers, progress = resolve_workers(workers), not quiet
     with tempfile.TemporaryDirectory(prefix="rankgen-annotate-") as tmp:
-        if dataset:
-            listing = list_dataset(dataset, root, target)
-        elif from_:
-            listing = list_corpus(from_, score or "ssim", label=str(from_), workers=workers, progress=progress)
-        else:
-            embedded = build_embedded(Path(tmp), seed, workers, progress)
-            listing = list_corpus(embedded, score or "ssim", label=EMBEDDED, workers=workers, progress=progress)
-        lo, hi = range_ if range_ else RANGES[listing.task]
-        settings = model.Settings(annotators=k, assign=assign, test_fraction=test_fraction, shift=shift, warp=warp,
-                                  lo=lo, hi=hi, seed=seed)
-        settings.validate()
-        summary, _ = write_annotated(output, listing, settings, workers=workers, overwrite=overwrite,
-                                     on_error=on_error, progress=progress, command=command_line())
+        try:
+            listing = _listing(dataset, root, target, from_, score or "ssim", seed, workers, progress, Path(tmp))
+            lo, hi = range_ if range_ else RANGES[listing.task]
+            settings = model.Settings(annotators=k, assign=assign, test_fraction=test_fraction, shift=shift,
+                                      warp=warp, lo=lo, hi=hi, seed=seed)
+            summary, _ = write_annotated(output, listing, settings, workers=workers, overwrite=overwrite,
+                                         on_error=on_error, progress=progress, command=command_line())
+        finally:
+            open_corpus.cache_clear()  # close the inputs before the temporary folder goes
     echo_summary(summary, output)
     for line in report(output):
         click.echo(line)
+
+
+def _listing(dataset, root, target, from_, score, seed, workers, progress, tmp: Path) -> Listing:
+    if dataset:
+        return list_dataset(dataset, root, target)
+    if from_:
+        return list_corpus(from_, score, label=str(from_), workers=workers, progress=progress)
+    embedded = build_embedded(tmp, seed, workers, progress)
+    return list_corpus(embedded, score, label=EMBEDDED, workers=workers, progress=progress)
 
 
 @PREVIEWS.register("annotate")
