@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 from tqdm import tqdm
 
 from .corpus.writer import CorpusWriter
+from .errors import RankgenError
 
 JOBS_DONE = "jobs_done"
 SKIPPED = "skipped"
@@ -77,28 +78,28 @@ def run_jobs(
     notes: list[str] = list(writer.notes)
     todo = list(jobs)[start:]
     t0 = time.perf_counter()
-    rows = 0
     bar = tqdm(total=len(jobs), initial=start, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
     pool = mp.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) if workers > 1 and len(todo) > 1 else None
     results = pool.imap(work, todo, chunksize=1) if pool else map(work, todo)
-    done = start
+    done = start  # jobs whose rows are in the writer (committed or buffered)
     try:
         for result in results:
-            done += 1
             if result.skipped:
-                skipped.append(result.skipped)
                 if on_error == "stop":
-                    _commit(writer, done - 1, skipped[:-1])
-                    from .errors import RankgenError
-
+                    _commit(writer, done, skipped)
                     raise RankgenError(f"stopped: {result.skipped} (use --on-error skip to keep going)")
+                skipped.append(result.skipped)
             notes.extend(result.notes)
             writer.append(result.rows)
-            rows += len(result.rows)
+            done += 1
             bar.update(1)
             if done % commit_every == 0:
                 _commit(writer, done, skipped)
         _commit(writer, done, skipped)
+    except KeyboardInterrupt:
+        # Keep every finished job: the re-run resumes right after it.
+        _commit(writer, done, skipped)
+        raise
     finally:
         bar.close()
         if pool:

@@ -43,6 +43,12 @@ def on_error_option(f):
                         help="A bad input file: skip it with a warning (listed in the summary) or stop.")(f)
 
 
+def compression_option(f):
+    return click.option("--compression", type=click.Choice(["lzf", "gzip", "none"]), default="lzf", show_default=True,
+                        help="HDF5 filter for pixels (lossless; both readable by plain h5py). On distorted photos lzf "
+                             "writes about 2x faster, gzip makes files about 15% smaller (docs/benchmarks.md).")(f)
+
+
 def progress_option(f):
     return click.option("--quiet", is_flag=True, help="No progress bar.")(f)
 

@@ -219,11 +219,12 @@ class CorpusWriter:
         return int(self._file.attrs[S.ATTR_COMMITTED]) + len(self._buffer)
 
     def append(self, rows: Iterable[Mapping[str, object]]) -> None:
+        rows = list(rows)
         for row in rows:
             missing = (set(self.columns) | set(self.ragged)) - set(row)
             if missing:
                 raise ValueError(f"row lacks {sorted(missing)}")
-            self._buffer.append(row)
+        self._buffer.extend(rows)  # all of a job's rows or none, even under Ctrl-C
 
     def commit(self, progress: Mapping[str, object] = ()) -> None:
         """Write buffered rows and mark them committed; what is committed survives a kill.
@@ -300,13 +301,15 @@ class CorpusWriter:
         return self.path
 
     def close(self) -> None:
-        """Leave the partial file resumable (used on errors and Ctrl-C)."""
+        """Leave the partial file resumable (used on errors and Ctrl-C).
+
+        Uncommitted rows are dropped, not committed: only the caller knows the bookkeeping that
+        belongs with them (see `commit(progress=...)`), and rows without it would be redone twice.
+        """
+        self._buffer = []
         try:
             if self._file.id.valid:
-                try:
-                    self.commit()
-                finally:
-                    self._file.close()
+                self._file.close()
         finally:
             self._release_lock()
 

@@ -1,0 +1,96 @@
+"""Looking at things: `rankgen info`, `rankgen preview`, `rankgen list`."""
+
+from __future__ import annotations
+
+import collections
+import os
+
+import click
+
+from . import main
+from .common import guarded
+
+
+@main.command()
+@click.argument("corpus", type=click.Path(dir_okay=False))
+@guarded
+def info(corpus):
+    """Summarize a corpus: kind, provenance, items, groups, per-distortion counts.
+
+    \b
+    Example:
+      rankgen info corpus.h5
+    """
+    from ..corpus import Corpus
+
+    c = Corpus(corpus)
+    attrs = c.attrs
+    click.echo(f"{corpus}: rankgen {attrs.get('kind')} corpus, schema {attrs.get('schema_version')}, "
+               f"{len(c)} items, {os.path.getsize(corpus) / 1e6:.1f} MB")
+    click.echo(f"  written by rankgen {attrs.get('rankgen_version')}: {attrs.get('command') or '(python API)'}")
+    click.echo(f"  seed {attrs.get('seed')}")
+    if "groups" in c.tables():
+        g = c.groups
+        click.echo(f"  groups: {g.shape[0]} ranked groups of {g.shape[1]} (left to right: target does not increase)")
+    if "distortion" in c.columns():
+        counts = collections.Counter(c.column("distortion").tolist())
+        click.echo("  items per distortion:")
+        for name, n in sorted(counts.items()):
+            click.echo(f"    {name:28s} {n}")
+    for name in c.ragged_names():
+        shapes = {c.ragged_shape(name, i) for i in range(min(len(c), 2000))}
+        click.echo(f"  ragged {name}: {len(shapes)} distinct shapes, e.g. {sorted(shapes)[:3]}")
+    skipped = attrs.get("skipped") or []
+    if skipped:
+        click.echo(f"  {len(skipped)} sources were skipped:")
+        for s in skipped:
+            click.echo(f"    {s}")
+
+
+@main.command()
+@click.argument("corpus", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", default="preview.png", show_default=True, help="PNG to write.")
+@click.option("--ref", help="Reference id to show (distort corpora; default: the first).")
+@guarded
+def preview(corpus, output, ref):
+    """Draw a picture of a corpus (contact sheet, nested boxes, histograms: by kind).
+
+    \b
+    Example:
+      rankgen preview corpus.h5 -o sheet.png     # one row per distortion, one column per level
+    """
+    from ..preview import render
+
+    options = {"ref": ref} if ref else {}
+    click.echo(f"wrote {render(corpus, output, **options)}")
+
+
+@main.command("list")
+@click.argument("what", type=click.Choice(["distortions", "sources", "recipes"]))
+@guarded
+def list_(what):
+    """List registered distortions, sources or recipes.
+
+    \b
+    Example:
+      rankgen list distortions
+    """
+    if what == "distortions":
+        from ..distortions import DISTORTIONS
+
+        for e in DISTORTIONS:
+            tid = e.info.get("tid")
+            aliases = ", ".join(DISTORTIONS.aliases_of(e.name))
+            click.echo(f"{e.name:28s} TID2013 #{tid:02d}  {e.info.get('family', ''):12s} {aliases}" if tid else e.name)
+    elif what == "sources":
+        from ..sources import SOURCES
+
+        for e in SOURCES:
+            click.echo(f"{e.name:16s} {e.info.get('kind', ''):8s} {e.info.get('help', '')}")
+    else:
+        from pathlib import Path
+
+        import rankgen
+
+        for path in sorted((Path(rankgen.__file__).parent.parent / "data_recipes").glob("*.yaml")):
+            click.echo(path.stem)

@@ -1,0 +1,155 @@
+"""`distort` as a library call: sources x recipe -> ranked corpus. The CLI is a thin shell over this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .corpus import CorpusWriter
+from .corpus.writer import fingerprint
+from .corpus import schema as S
+from .distortions import DISTORTIONS, distort, load_recipe
+from .errors import BadImage, RankgenError
+from .pipeline import JobResult, Summary, run_jobs
+from .seeding import item_seed, rng_for
+from .sources import SOURCES, SourceItem, read_image
+
+REFERENCE = "reference"
+
+COLUMNS = {"ref": "int64", "distortion": "str", "tid": "int64", "level": "int64", "param": "float64",
+           "seed": "int64", "crop": "int64"}
+RAGGED = {"image": ("uint8", 3)}
+
+
+@dataclass(frozen=True)
+class DistortJob:
+    index: int
+    item: SourceItem
+    names: tuple[str, ...]
+    tids: tuple[int, ...]
+    params: tuple[tuple[float, ...], ...]  # per distortion: levels 1..L-1
+    seed: int
+    crop: int | None
+    crops_per_image: int
+
+
+def crop_windows(shape, size: int, n: int, seed: int, ref_id: str) -> list[tuple[int, int]]:
+    """Top-left corners of n aligned crop windows; the same windows serve every level of the reference."""
+    h, w = shape[:2]
+    rng = rng_for(seed, ref_id, "crop")
+    return [(int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))) for _ in range(n)]
+
+
+def distort_source(job: DistortJob) -> JobResult:
+    """All distortions and levels of one source image, in a fixed order (decoded once)."""
+    try:
+        image, notes = read_image(job.item)
+    except BadImage as exc:
+        return JobResult(skipped=str(exc))
+    if job.crop and min(image.shape[:2]) < job.crop:
+        h, w = image.shape[:2]
+        return JobResult(skipped=f"{job.item.path}: {w}x{h} px is smaller than --crop {job.crop}; lower --crop or drop it")
+    windows = crop_windows(image.shape, job.crop, job.crops_per_image, job.seed, job.item.id) if job.crop else [None]
+
+    def cut(img, window):
+        if window is None:
+            return img
+        y, x = window
+        return img[y : y + job.crop, x : x + job.crop]
+
+    series = [(REFERENCE, 0, 0, float("nan"), 0, image)]
+    for name, tid, params in zip(job.names, job.tids, job.params):
+        for level, param in enumerate(params, start=1):
+            seed = item_seed(job.seed, job.item.id, name, level)
+            out = distort(image, name, param, np.random.default_rng(seed))
+            series.append((name, tid, level, param, seed, out))
+    rows = []
+    for c, window in enumerate(windows):
+        for name, tid, level, param, seed, img in series:
+            rows.append({"ref": job.index, "distortion": name, "tid": tid, "level": level, "param": param,
+                         "seed": seed, "crop": c, "image": np.ascontiguousarray(cut(img, window))})
+    return JobResult(rows=rows, notes=notes)
+
+
+def build_groups(ref, distortion, level, crop, names, n_levels) -> np.ndarray:
+    """One row per (reference, crop, distortion): the reference item then levels 1..L-1."""
+    index = {}
+    for i, key in enumerate(zip(ref.tolist(), crop.tolist(), distortion.tolist(), level.tolist())):
+        index[key] = i
+    rows = []
+    for r, c in sorted({(r, c) for r, c in zip(ref.tolist(), crop.tolist())}):
+        base = index[(r, c, REFERENCE, 0)]
+        for name in names:
+            members = [index.get((r, c, name, lv), -1) for lv in range(1, n_levels)]
+            if -1 not in members:
+                rows.append([base, *members])
+    return np.array(rows, dtype=np.int64).reshape(-1, n_levels)
+
+
+def generate(
+    output: str | Path,
+    *,
+    dataset: str = "samples",
+    root: str | None = None,
+    recipe: str = "tid2013",
+    distortions: tuple[str, ...] | None = None,
+    levels: int = 5,
+    seed: int = 0,
+    workers: int = 1,
+    crop: int | None = None,
+    crops_per_image: int = 1,
+    limit: int | None = None,
+    overwrite: bool = False,
+    on_error: str = "skip",
+    progress: bool = True,
+    command: str = "",
+    compression: str = "lzf",
+) -> Summary:
+    if levels < 2:
+        raise RankgenError(f"--levels {levels}: need at least 2 (the reference and one distorted level)")
+    if crop is not None and crop < 32:
+        raise RankgenError(f"--crop {crop}: crops must be at least 32 px")
+    if crops_per_image < 1:
+        raise RankgenError(f"--crops-per-image {crops_per_image}: must be at least 1")
+    entry = SOURCES.entry(dataset)
+    if entry.info.get("kind") not in ("images", "crowd"):
+        raise RankgenError(f"--dataset {dataset} is a labeled {entry.info.get('kind')} set; `rankgen distort` needs photographs")
+    items = entry.obj(root)
+    if limit is not None:
+        items = items[:limit]
+    rec = load_recipe(recipe)
+    names = tuple(rec.names)
+    if distortions:
+        wanted = [DISTORTIONS.canonical(d) for d in distortions]
+        missing = [d for d in wanted if d not in rec.names]
+        if missing:
+            raise RankgenError(f"recipe {rec.name} has no table for {', '.join(missing)}; it has {', '.join(rec.names)}")
+        names = tuple(n for n in rec.names if n in wanted)
+    params = tuple(tuple(float(p) for p in rec.params(n, levels)) for n in names)
+    tids = tuple(rec.tid(n) for n in names)
+    jobs = [DistortJob(i, item, names, tids, params, seed, crop, crops_per_image) for i, item in enumerate(items)]
+    content = {"dataset": dataset, "root": str(root) if root else None, "recipe": rec.name, "recipe_text": rec.text,
+               "distortions": list(names), "levels": levels, "seed": seed, "crop": crop,
+               "crops_per_image": crops_per_image if crop else 1, "limit": limit, "sources": [it.id for it in items]}
+    writer = CorpusWriter(
+        output, "distort", columns=COLUMNS, ragged=RAGGED, overwrite=overwrite, fingerprint=fingerprint(content),
+        compression=None if compression == "none" else compression,
+        attrs={S.ATTR_COMMAND: command, S.ATTR_SEED: seed, S.ATTR_RECIPE: rec.text,
+               S.ATTR_PARAMS: {k: v for k, v in content.items() if k not in ("recipe_text", "sources")}},
+    )
+    with writer:
+        summary = run_jobs(jobs, distort_source, writer, workers=workers, desc="distort", unit="img",
+                           progress=progress, on_error=on_error)
+        if summary.rows == 0:
+            raise RankgenError("no source image could be used; see the skipped files above")
+        groups = build_groups(writer.read_column("ref"), writer.read_column("distortion"),
+                              writer.read_column("level"), writer.read_column("crop"), names, levels)
+        table = np.full((len(names), levels), np.nan)
+        for i, p in enumerate(params):
+            table[i, 1:] = p
+        writer.finish(tables={S.GROUPS: groups, "ref_id": np.array([it.id for it in items], dtype=object),
+                              "ref_path": np.array([it.path for it in items], dtype=object),
+                              "distortions": np.array(names, dtype=object), "params": table})
+    return summary

@@ -1,0 +1,72 @@
+"""Pictures of corpora: one registered preview per corpus kind, all reading through Corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .corpus import Corpus
+from .errors import RankgenError
+from .registry import Registry
+
+PREVIEWS = Registry("preview")
+
+
+def label(img: Image.Image, text: str, xy=(4, 2)) -> None:
+    draw = ImageDraw.Draw(img)
+    x, y = xy
+    box = draw.textbbox((x, y), text)
+    draw.rectangle((box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1), fill=(0, 0, 0))
+    draw.text((x, y), text, fill=(255, 255, 255))
+
+
+def render(corpus_path, out_path, **options) -> str:
+    corpus = Corpus(corpus_path)
+    fn = PREVIEWS.get(corpus.kind) if corpus.kind in PREVIEWS else None
+    if fn is None:
+        raise RankgenError(f"no preview for {corpus.kind!r} corpora yet")
+    fn(corpus, out_path, **options)
+    return str(out_path)
+
+
+@PREVIEWS.register("distort")
+def contact_sheet(corpus: Corpus, out_path, ref: str | None = None, tile: int = 160, **_) -> None:
+    """One row per distortion, one column per level, on one reference.
+
+    Tiles are native-resolution centre crops, not downscaled images: downscaling would hide the
+    very artefacts (noise, blocking, ringing) that the sheet exists to show.
+    """
+    ref_ids = list(corpus.table("ref_id"))
+    groups = corpus.groups
+    refs = corpus.column("ref")
+    present = sorted(set(refs[groups[:, 0]].tolist()))
+    if ref is None:
+        r = present[0]
+    elif ref in ref_ids:
+        r = ref_ids.index(ref)
+    else:
+        raise RankgenError(f"--ref {ref!r} is not in {corpus.path}; references: {', '.join(ref_ids[i] for i in present[:20])}")
+    crop = corpus.column("crop")
+    rows = [g for g in groups if refs[g[0]] == r and crop[g[0]] == 0]
+    if not rows:
+        raise RankgenError(f"reference {ref_ids[r]!r} has no complete series in {corpus.path}")
+    dist = corpus.column("distortion")
+    param = corpus.column("param")
+    n_levels = groups.shape[1]
+    head = 18
+    name_w = 150
+    sheet = Image.new("RGB", (name_w + n_levels * tile, head + len(rows) * tile), (24, 24, 24))
+    draw = ImageDraw.Draw(sheet)
+    for j in range(n_levels):
+        draw.text((name_w + j * tile + 4, 3), f"level {j}", fill=(230, 230, 230))
+    for i, g in enumerate(rows):
+        draw.text((4, head + i * tile + tile // 2 - 6), str(dist[g[1]]), fill=(230, 230, 230))
+        for j, idx in enumerate(g):
+            img = corpus.image(idx)
+            h, w = img.shape[:2]
+            y0, x0 = max(0, (h - tile) // 2), max(0, (w - tile) // 2)
+            thumb = Image.fromarray(np.ascontiguousarray(img[y0 : y0 + tile, x0 : x0 + tile]))
+            if j:
+                label(thumb, f"{param[idx]:g}")
+            sheet.paste(thumb, (name_w + j * tile, head + i * tile))
+    sheet.save(out_path)

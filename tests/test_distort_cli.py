@@ -1,0 +1,172 @@
+"""`rankgen distort` end to end: CLI, corpus content, determinism, resume, crops, errors."""
+
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import rankgen.generate as generate_module
+from rankgen.cli import main
+from rankgen.corpus import Corpus
+from rankgen.generate import generate
+
+SUBSET = ("gaussian_blur", "jpeg", "jpeg2000", "gaussian_noise")
+
+
+@pytest.fixture
+def photos(tmp_path, photo):
+    root = tmp_path / "photos"
+    root.mkdir()
+    Image.fromarray(photo[:96, :112]).save(root / "a.png")
+    Image.fromarray(photo[20:116, 8:136]).save(root / "b.bmp")
+    Image.fromarray(photo[::2, ::2]).convert("L").save(root / "c_gray.png")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    return root
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+def contents(path):
+    c = Corpus(path)
+    cols = {name: c.column(name) for name in c.columns()}
+    return c, cols, [c.image(i) for i in range(len(c))]
+
+
+def test_cli_end_to_end(tmp_path, photos):
+    out = tmp_path / "mine.h5"
+    r = run("distort", "--dataset", "folder", "--root", photos, "--distortions", ",".join(SUBSET),
+            "--levels", 5, "--workers", 1, "-o", out, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "broken.jpg" in r.output and "skipped 1" in r.output
+    c, cols, images = contents(out)
+    assert c.kind == "distort"
+    # 3 usable sources x (1 reference + 4 distortions x 4 levels)
+    assert len(c) == 3 * (1 + 4 * 4)
+    groups = c.groups
+    assert groups.shape == (3 * 4, 5)
+    for g in groups:
+        assert cols["level"][g].tolist() == [0, 1, 2, 3, 4]
+        assert len(set(cols["ref"][g].tolist())) == 1
+        assert len(set(cols["distortion"][g[1:]].tolist())) == 1
+        assert all(images[i].shape == images[g[0]].shape for i in g)
+    ref_paths = c.table("ref_path")
+    first = Image.open(ref_paths[cols["ref"][groups[0, 0]]]).convert("RGB")
+    np.testing.assert_array_equal(images[groups[0, 0]], np.asarray(first))
+    attrs = c.attrs
+    assert attrs["seed"] == 0 and "distort" in attrs["command"] and "gaussian_blur" in attrs["recipe"]
+
+    r = run("info", out)
+    assert r.exit_code == 0 and "jpeg2000" in r.output and "12 ranked groups of 5" in r.output
+    sheet = tmp_path / "sheet.png"
+    r = run("preview", out, "-o", sheet)
+    assert r.exit_code == 0, r.output
+    w, h = Image.open(sheet).size
+    assert w > 5 * 100 and h > 4 * 100
+
+
+def test_same_seed_same_content_for_any_worker_count(tmp_path, photos):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    kw = dict(dataset="folder", root=str(photos), distortions=SUBSET, levels=4, seed=3, progress=False)
+    generate(a, workers=1, **kw)
+    generate(b, workers=2, **kw)
+    _, cols_a, img_a = contents(a)
+    _, cols_b, img_b = contents(b)
+    for name in cols_a:
+        np.testing.assert_array_equal(cols_a[name], cols_b[name])
+    for x, y in zip(img_a, img_b):
+        assert x.tobytes() == y.tobytes()
+    generate(tmp_path / "c.h5", workers=1, **{**kw, "seed": 4})
+    _, _, img_c = contents(tmp_path / "c.h5")
+    assert any(x.tobytes() != y.tobytes() for x, y in zip(img_a, img_c)), "the seed must matter for noise"
+
+
+def test_interrupted_run_resumes_to_the_same_content(tmp_path, photos, monkeypatch):
+    kw = dict(dataset="folder", root=str(photos), distortions=SUBSET, levels=3, seed=0, workers=1, progress=False)
+    generate(tmp_path / "whole.h5", **kw)
+    real = generate_module.distort_source
+    calls = {"n": 0}
+
+    def dies_on_third(job):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(generate_module, "distort_source", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        generate(tmp_path / "resumed.h5", **kw)
+    assert not (tmp_path / "resumed.h5").exists() and (tmp_path / "resumed.h5.partial").exists()
+    monkeypatch.setattr(generate_module, "distort_source", real)
+    summary = generate(tmp_path / "resumed.h5", **kw)
+    assert summary.resumed_from == 2
+    _, cols_a, img_a = contents(tmp_path / "whole.h5")
+    _, cols_b, img_b = contents(tmp_path / "resumed.h5")
+    for name in cols_a:
+        np.testing.assert_array_equal(cols_a[name], cols_b[name])
+    assert [x.tobytes() for x in img_a] == [y.tobytes() for y in img_b]
+    with h5py.File(tmp_path / "resumed.h5") as f:
+        assert len(f["items/ref"]) == f.attrs["n_items"]
+
+
+@pytest.mark.parametrize("levels", [2, 3, 7])
+def test_levels_other_than_five(tmp_path, photos, levels):
+    out = tmp_path / "x.h5"
+    generate(out, dataset="folder", root=str(photos), distortions=("gaussian_blur",), levels=levels, progress=False)
+    c = Corpus(out)
+    assert c.groups.shape[1] == levels
+    params = c.column("param")[c.groups[0, 1:]]
+    assert np.all(np.diff(params) > 0)
+
+
+def test_aligned_crops(tmp_path, photos):
+    out = tmp_path / "crops.h5"
+    generate(out, dataset="folder", root=str(photos), distortions=("gaussian_blur", "jpeg"), levels=3, crop=48,
+             crops_per_image=2, progress=False)
+    c = Corpus(out)
+    cols = {n: c.column(n) for n in ("ref", "crop", "level")}
+    assert {c.image(i).shape for i in range(len(c))} == {(48, 48, 3)}
+    assert c.groups.shape == (3 * 2 * 2, 3)
+    for g in c.groups:
+        assert len({(cols["ref"][i], cols["crop"][i]) for i in g}) == 1
+    # The crop of level 0 is a window of the pristine source.
+    i = c.groups[0, 0]
+    src = np.asarray(Image.open(c.table("ref_path")[cols["ref"][i]]).convert("RGB"))
+    patch = c.image(i)
+    hits = [(y, x) for y in range(src.shape[0] - 47) for x in range(src.shape[1] - 47)
+            if np.array_equal(src[y : y + 48, x : x + 48], patch)]
+    assert hits
+
+
+def test_errors_are_one_clear_line(tmp_path, photos):
+    out = tmp_path / "x.h5"
+    assert run("distort", "--dataset", "folder", "--root", photos, "--distortions", "jpeg", "-o", out, "--quiet").exit_code == 0
+    r = run("distort", "--dataset", "folder", "--root", photos, "--distortions", "jpeg", "-o", out, "--quiet")
+    assert r.exit_code != 0 and "--overwrite" in r.output and "Traceback" not in r.output
+    r = run("distort", "--dataset", "folder", "--root", photos, "--distortions", "gausian_blur", "-o", tmp_path / "y.h5")
+    assert r.exit_code != 0 and "gaussian_blur" in r.output
+    r = run("distort", "--dataset", "folder", "--root", tmp_path / "nowhere", "-o", tmp_path / "z.h5")
+    assert r.exit_code != 0 and "not a folder" in r.output
+    r = run("distort", "--levels", 1, "-o", tmp_path / "w.h5")
+    assert r.exit_code != 0 and "at least 2" in r.output
+    r = run("distort", "-o", tmp_path / "missing_dir" / "v.h5")
+    assert r.exit_code != 0 and "does not exist" in r.output
+    r = run("info", tmp_path / "nope.h5")
+    assert r.exit_code != 0 and "does not exist" in r.output
+
+
+def test_stop_on_error(tmp_path, photos):
+    r = run("distort", "--dataset", "folder", "--root", photos, "--distortions", "jpeg", "--on-error", "stop",
+            "-o", tmp_path / "s.h5", "--quiet")
+    assert r.exit_code != 0 and "broken.jpg" in r.output
+    assert (tmp_path / "s.h5.partial").exists(), "work done before the bad file is kept for a resume"
+
+
+def test_help_teaches():
+    r = run("distort", "--help")
+    assert "Examples" in r.output and "--levels" in r.output and "waterloo" in r.output
+    r = run("list", "distortions")
+    assert "gaussian_blur" in r.output and "#08" in r.output
