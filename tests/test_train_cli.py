@@ -1,0 +1,109 @@
+"""End to end through the CLI on tiny synthetic corpora, and one clear error per bad input."""
+
+import csv
+
+import h5py
+import pytest
+import torch
+from click.testing import CliRunner
+
+from train.cli import main
+from train.testing import make_annotate, make_crops, make_density, make_distort
+
+TINY = ["data.build=null", "data.patch=32", "data.test_crops=2", "model.width=4", "optim.epochs=2",
+        "optim.iters_per_epoch=2", "optim.batch_size=12", "optim.labeled_batch=4", "train.progress=false"]
+
+
+def _run(tmp_path, *args):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result
+
+
+def _sets(tmp_path, *extra):
+    out = []
+    for s in [*TINY, f"out={tmp_path}/runs", *extra]:
+        out += ["--set", s]
+    return out
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpora")
+    return {"distort": make_distort(d / "d.h5", refs=4, levels=4, size=(40, 48)),
+            "annotate": make_annotate(d / "a.h5", refs=4, per_ref=5, annotators=2, size=(40, 48)),
+            "density": make_density(d / "den.h5", n=5, size=48), "crops": make_crops(d / "c.h5", n_sets=3, k=3)}
+
+
+def test_rank_run_folder_resume_eval_predict(tmp_path, corpora):
+    r = _run(tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "data.heldout=0.5", "name=x"))
+    assert r.exit_code == 0, r.output
+    assert "heldout_pra:" in r.output
+    run = tmp_path / "runs" / "x"
+    for name in ("config.yaml", "metrics.csv", "last.pt", "best.pt", "curves.png"):
+        assert (run / name).exists(), name
+    assert len(list(csv.DictReader(open(run / "metrics.csv")))) == 2
+    again = _run(tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=x"))
+    assert again.exit_code == 2 and "--resume" in again.output
+    more = _run(tmp_path, "run", "--resume", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "data.heldout=0.5",
+                                                   "name=x", "optim.epochs=3"))
+    assert more.exit_code == 0, more.output
+    assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 3
+    assert len(list(csv.DictReader(open(run / "metrics.csv")))) == 3
+    ev = _run(tmp_path, "eval", "--checkpoint", str(run / "best.pt"), "--data", str(corpora["distort"]))
+    assert ev.exit_code == 0 and "pra:" in ev.output
+    png = tmp_path / "a.png"
+    from PIL import Image
+    from rankgen.corpus import Corpus
+    Image.fromarray(Corpus(corpora["distort"]).image(0)).save(png)
+    pr = _run(tmp_path, "predict", "--checkpoint", str(run / "best.pt"), str(png))
+    assert pr.exit_code == 0 and pr.output.splitlines()[0] == "path,score" and str(png) in pr.output
+
+
+@pytest.mark.parametrize("objective,extra", [
+    ("regress", ()), ("multitask", ("data.heldout=0",)), ("dcr", ("data.rotate=45",)), ("dcr", ("loss.grl=false", "loss.disjoint=false"))])
+def test_iqa_objectives_run(tmp_path, corpora, objective, extra):
+    r = _run(tmp_path, "run", *_sets(tmp_path, f"objective={objective}", f"data.ranked={corpora['distort']}",
+                                     f"data.labeled={corpora['annotate']}", "optim.epochs=1", *extra))
+    assert r.exit_code == 0, r.output
+    for key in ("srocc:", "plcc:", "pra:", "lcc_true:"):
+        assert key in r.output
+
+
+def test_counting_multitask_runs(tmp_path, corpora):
+    r = _run(tmp_path, "run", *_sets(tmp_path, "task=counting", "objective=multitask", "model.arch=small_counting",
+                                     f"data.ranked={corpora['crops']}", f"data.labeled={corpora['density']}",
+                                     "data.scales=[16, 48]", "data.heldout=0", "optim.epochs=1", "loss.lambda=100"))
+    assert r.exit_code == 0, r.output
+    assert "mae:" in r.output and "rmse:" in r.output
+
+
+def _error(tmp_path, *args):
+    r = CliRunner().invoke(main, list(args))
+    assert r.exit_code == 2, r.output
+    assert "Traceback" not in r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith("error: ")
+    return line
+
+
+def test_bad_inputs_give_one_clear_error(tmp_path, corpora):
+    assert "Did you mean optim.lr" in _error(tmp_path, "run", "--set", "optim.lrr=1")
+    assert "is a 'annotate' corpus; this needs 'distort'" in _error(
+        tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['annotate']}"))
+    old = tmp_path / "old.h5"
+    make_distort(old, refs=1, levels=2)
+    with h5py.File(old, "a") as f:
+        f.attrs["schema_version"] = 0
+    assert "schema version 0" in _error(tmp_path, "run", *_sets(tmp_path, f"data.ranked={old}"))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data: {ranked: x.h5}\n")
+    assert "lacks required keys objective, model.arch" in _error(tmp_path, "run", "--recipe", str(recipe))
+    assert "does not exist" in _error(tmp_path, "run", *_sets(tmp_path, "data.ranked=nope.h5"))
+    torch.save({"model": {"w": torch.zeros(1)}, "arch": "resnet50", "config": {}}, tmp_path / "other.pt")
+    assert "checkpoint of model 'resnet50'" in _error(
+        tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", f"model.weights={tmp_path}/other.pt"))
+    torch.save({"k": torch.zeros(3)}, tmp_path / "foreign.pth")
+    assert "another architecture" in _error(
+        tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", f"model.weights={tmp_path}/foreign.pth"))
+    assert "not a train checkpoint" in _error(tmp_path, "eval", "--checkpoint", str(tmp_path / "foreign.pth"),
+                                              "--data", str(corpora["distort"]))
