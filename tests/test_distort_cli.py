@@ -170,3 +170,25 @@ def test_help_teaches():
     assert "Examples" in r.output and "--levels" in r.output and "waterloo" in r.output
     r = run("list", "distortions")
     assert "gaussian_blur" in r.output and "#08" in r.output
+
+
+def test_plain_h5py_reads_a_distort_corpus_as_documented(tmp_path, photos):
+    """Follows docs/schema.md with h5py alone: groups, levels, references, pixels."""
+    out = tmp_path / "plain.h5"
+    generate(out, dataset="folder", root=str(photos), distortions=("jpeg", "gaussian_blur"), levels=5, progress=False)
+    with h5py.File(out, "r") as f:
+        assert f.attrs["format"] == "rankgen" and f.attrs["kind"] == "distort" and f.attrs["complete"]
+        groups = f["tables/groups"][...]
+        level = f["items/level"][...]
+        ref = f["items/ref"][...]
+        names = f["items/distortion"].asstr()[...]
+        g = f["ragged/image"]
+        for row in groups:
+            assert level[row].tolist() == [0, 1, 2, 3, 4] and names[row[0]] == "reference"
+            images = []
+            for i in row:
+                start, shape = g["offset"][i], tuple(g["shape"][i])
+                images.append(g["data"][start : start + np.prod(shape)].reshape(shape))
+            path = f["tables/ref_path"].asstr()[ref[row[0]]]
+            np.testing.assert_array_equal(images[0], np.asarray(Image.open(path).convert("RGB")))
+            assert all(not np.array_equal(images[0], im) for im in images[1:])
