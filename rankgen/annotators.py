@@ -150,7 +150,9 @@ def to_range(v: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, float, fl
     if v_max == v_min:
         return np.full_like(v, lo + (hi - lo) / 2), v_min, v_max
     p = (v - v_min) / (v_max - v_min)
-    return np.clip(lo + (hi - lo) * p, lo, hi), v_min, v_max
+    out = np.clip(lo + (hi - lo) * p, lo, hi)
+    out[v == v_max] = hi  # lo + (hi - lo) can round below hi; the extremes land exactly on the ends
+    return out, v_min, v_max
 
 
 def enforce_order(true: np.ndarray, score: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -67,6 +67,8 @@ def test_partition_split_and_range(problem):
     assert set(a.split) <= {A.TRAIN, A.TEST} and A.TRAIN in set(a.split)
     assert not set(refs[a.split == A.TRAIN]) & set(refs[a.split == A.TEST])
     assert np.all((a.score >= s.lo) & (a.score <= s.hi))
+    if a.v_max > a.v_min:
+        assert a.score.min() == s.lo and a.score.max() == s.hi
     # Knots define a strictly increasing warp for every annotator.
     assert np.all(np.diff(a.knots_y, axis=1) > 0)
 
