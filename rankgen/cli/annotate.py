@@ -139,7 +139,7 @@ def build_groups(annotator, split, score, k: int):
 
 
 def write_annotated(output, listing: Listing, settings: model.Settings, *, workers: int, overwrite: bool,
-                    on_error: str, progress: bool, command: str) -> tuple[Summary, model.Annotation]:
+                    on_error: str, progress: bool, command: str) -> Summary:
     ann = model.simulate(listing.true, listing.ref.astype(str), settings)
     params = {"source": listing.description, "annotators": settings.annotators, "assign": settings.assign,
               "test_fraction": settings.test_fraction, "shift": settings.shift, "warp": settings.warp,
@@ -169,7 +169,7 @@ def write_annotated(output, listing: Listing, settings: model.Settings, *, worke
                 "center": ann.center, "scale": ann.scale, "v_min": ann.v_min, "v_max": ann.v_max,
                 "lo": settings.lo, "hi": settings.hi}},
         )
-    return summary, ann
+    return summary
 
 
 def report(path) -> list[str]:
@@ -248,7 +248,7 @@ def annotate(dataset, root, target, from_, score, k, assign, test_fraction, shif
             lo, hi = range_ if range_ else RANGES[listing.task]
             settings = model.Settings(annotators=k, assign=assign, test_fraction=test_fraction, shift=shift,
                                       warp=warp, lo=lo, hi=hi, seed=seed)
-            summary, _ = write_annotated(output, listing, settings, workers=workers, overwrite=overwrite,
+            summary = write_annotated(output, listing, settings, workers=workers, overwrite=overwrite,
                                          on_error=on_error, progress=progress, command=command_line())
         finally:
             open_corpus.cache_clear()  # close the inputs before the temporary folder goes
