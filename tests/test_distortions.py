@@ -134,12 +134,21 @@ def test_interpolated_schedules_are_strictly_monotone(name, n_levels):
     params = TID.params(name, n_levels)
     table = TID.table(name).values
     assert len(params) == n_levels - 1
-    steps = np.diff([table[0]] + params) if n_levels == 2 else np.diff(params)
-    direction = np.sign(table[-1] - table[0])
-    assert np.all(steps * direction > 0) or n_levels == 2
     assert min(table) <= min(params) and max(params) <= max(table)
     if n_levels > 2:
         assert (params[0], params[-1]) == (table[0], table[-1])
+        assert np.all(np.diff(params) * np.sign(table[-1] - table[0]) > 0)
+
+
+def test_interpolation_rule_examples():
+    # One distorted level: the table's middle, in log space for log tables.
+    assert TID.params("gaussian_noise", 2) == pytest.approx([np.sqrt(0.005 * 0.01)])
+    assert TID.params("mean_shift", 2) == pytest.approx([37.5])
+    # Seven levels: positions 0, 0.6, ..., 3; jpeg is log-interpolated, then rounded.
+    assert TID.params("mean_shift", 7) == pytest.approx([15, 24, 33, 42, 51, 60])
+    assert TID.params("jpeg", 7) == [43.0, 20.0, 11.0, 8.0, 6.0, 4.0]
+    with pytest.raises(RankgenError, match="--levels 8 or fewer"):
+        TID.params("quantization_noise", 9)
 
 
 def test_too_few_levels_is_an_error():
@@ -155,11 +164,10 @@ def tables(draw):
     if integer:
         values = sorted(draw(st.lists(st.integers(1, 400), min_size=size, max_size=size, unique=True)))
     else:
-        values = sorted(
-            draw(st.lists(st.floats(1e-3, 1e3), min_size=size, max_size=size, unique=True).filter(
-                lambda v: np.all(np.diff(sorted(v)) > 1e-6 * max(v))
-            ))
-        )
+        # Entries at least 0.1% apart: closer ones are one value for any practical purpose.
+        steps = draw(st.lists(st.floats(1e-3, 1.0), min_size=size - 1, max_size=size - 1))
+        start = draw(st.floats(1e-3, 10.0))
+        values = list(start * np.cumprod([1.0] + [1 + step for step in steps]))
     if draw(st.booleans()):
         values = values[::-1]
     sign = -1 if scale == "linear" and draw(st.booleans()) else 1
