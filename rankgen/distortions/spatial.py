@@ -49,7 +49,7 @@ def non_eccentricity_noise(image: np.ndarray, param: float, rng: np.random.Gener
     covered = np.zeros(image.shape[:2], dtype=bool)
     for top, left in _corners(rng, count, image.shape, patch + shift):
         covered[top : top + patch, left : left + patch] = True
-    moved = np.empty_like(image)
+    moved = image.copy()
     moved[:-shift, :-shift] = image[shift:, shift:]
     return np.where(covered[:, :, None], moved, image)
 
