@@ -238,3 +238,21 @@ def test_second_writer_of_the_same_path_is_refused(tmp_path):
     first.finish()
     assert len(Corpus(path)) == 6
     assert not (tmp_path / "c.h5.lock").exists()
+
+
+def test_check_finds_silent_damage(tmp_path):
+    from rankgen.corpus.check import check
+
+    path = tmp_path / "c.h5"
+    write(path)
+    assert check(path) == []
+    with h5py.File(path, "a") as f:
+        data = f["ragged/image/data"]
+        data[10] = data[10] ^ 0xFF
+    assert any("fail their CRC, first at item 0" in p for p in check(path))
+    write(tmp_path / "d.h5")
+    with h5py.File(tmp_path / "d.h5", "a") as f:
+        f["items/param"][3] = -1.0
+    assert check(tmp_path / "d.h5") == ["items/param: changed since it was written"]
+    (tmp_path / "e.h5").write_bytes(b"junk")
+    assert "cannot be opened" in check(tmp_path / "e.h5")[0]

@@ -58,12 +58,39 @@ def resolve_workers(workers: int | None) -> int:
 
 
 def command_line() -> str:
-    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+    """The command as resolved, every option spelled out, so the stored line replays the run.
+
+    Options that cannot change the content (workers, progress, overwrite) are left out, so files
+    written with different worker counts are identical byte for byte.
+    """
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+    words = ["rankgen", ctx.info_name]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if not isinstance(param, click.Option) or value is None or value is False or param.name in NOT_CONTENT:
+            continue
+        flag = max(param.opts, key=len)
+        if value is True:
+            words.append(flag)
+        elif isinstance(value, (tuple, list)):
+            words += [flag, *map(str, value)]
+        else:
+            words += [flag, str(value)]
+    return " ".join(shlex.quote(w) for w in words)
 
 
 def echo_summary(summary: Summary, path) -> None:
     for line in summary.lines(path):
         click.echo(line, err=line.startswith(("skipped", "  ")))
+
+
+NOT_CONTENT = ("workers", "quiet", "overwrite")
+
+
+class UserError(click.ClickException):
+    exit_code = 2
 
 
 def guarded(f):
@@ -74,7 +101,7 @@ def guarded(f):
         try:
             return f(*args, **kwargs)
         except RankgenError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise UserError(str(exc)) from None
         except KeyboardInterrupt:
             click.echo("\ninterrupted: committed work is kept; re-run the same command to resume.", err=True)
             sys.exit(130)

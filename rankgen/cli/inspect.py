@@ -94,3 +94,29 @@ def list_(what):
 
         for path in sorted((Path(rankgen.__file__).parent.parent / "data_recipes").glob("*.yaml")):
             click.echo(path.stem)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def check(files):
+    """Verify corpora: structure, item counts, per-item CRCs, column and table digests.
+
+    Exit status 0 when every file is sound, 1 otherwise; each problem is printed.
+
+    \b
+    Example:
+      rankgen check corpus.h5 shards/*.h5
+    """
+    from ..corpus.check import check as check_file
+
+    failed = False
+    for path in files:
+        problems = check_file(path)
+        if problems:
+            failed = True
+            click.echo(f"{path}: {len(problems)} problem(s)")
+            for p in problems:
+                click.echo(f"  {p}")
+        else:
+            click.echo(f"{path}: ok")
+    raise SystemExit(1 if failed else 0)

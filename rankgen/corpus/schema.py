@@ -17,12 +17,13 @@ ATTR_COMMITTED = "n_committed"
 ATTR_COMPLETE = "complete"
 ATTR_N_ITEMS = "n_items"
 ATTR_SKIPPED = "skipped"
+ATTR_CHECKSUMS = "checksums"   # JSON: sha256 of every items/ column and tables/ dataset
 
 # Groups of the file.
 ITEMS = "items"          # one 1-D dataset per per-item column, all of length n_items
 RAGGED = "ragged"        # ragged/<name>/{data, offset, shape}: one variable-shape array per item
 TABLES = "tables"        # anything else: groups, name tables, references
-DATA, OFFSET, SHAPE = "data", "offset", "shape"
+DATA, OFFSET, SHAPE, CRC = "data", "offset", "shape", "crc32"  # crc32 of each item's raw bytes
 
 # Tables shared by every kind that ranks.
 GROUPS = "groups"        # (G, L) int64 item indices; column j's target >= column j+1's; -1 pads

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import zlib
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -34,6 +35,25 @@ def _dtype(spec: str):
 def fingerprint(params: Mapping[str, object]) -> str:
     """What makes two runs produce the same content; a partial file is resumed only on a match."""
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def item_crc(array: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(array).view(np.uint8).data) & 0xFFFFFFFF
+
+
+def dataset_digests(f: h5py.File) -> dict[str, str]:
+    """sha256 of every per-item column and table, so `rankgen check` can tell a silent change."""
+    out = {}
+    for group in (S.ITEMS, S.TABLES):
+        for name, ds in f[group].items():
+            data = ds.asstr()[...] if h5py.check_string_dtype(ds.dtype) else ds[...]
+            h = hashlib.sha256(str(ds.dtype).encode() + str(ds.shape).encode())
+            if data.dtype == object or data.dtype.kind == "U":
+                h.update("\x1f".join(np.asarray(data).ravel().tolist()).encode())
+            else:
+                h.update(np.ascontiguousarray(data).tobytes())
+            out[f"{group}/{name}"] = h.hexdigest()
+    return out
 
 
 def _fsync_path(path: Path) -> None:
@@ -172,13 +192,14 @@ class CorpusWriter:
             ds.resize((n,))
         for name in self.ragged:
             g = f[S.RAGGED][name]
-            if g[S.OFFSET].shape[0] < n:
+            if min(g[S.OFFSET].shape[0], g[S.CRC].shape[0]) < n:
                 raise ValueError("short ragged")
             end = 0
             if n:
                 end = int(g[S.OFFSET][n - 1]) + int(np.prod(g[S.SHAPE][n - 1]))
             g[S.OFFSET].resize((n,))
             g[S.SHAPE].resize((n, g[S.SHAPE].shape[1]))
+            g[S.CRC].resize((n,))
             g[S.DATA].resize((end,))
 
     def _create(self, attrs: Mapping[str, object]) -> h5py.File:
@@ -208,6 +229,7 @@ class CorpusWriter:
             )
             g.create_dataset(S.OFFSET, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.int64, track_times=False)
             g.create_dataset(S.SHAPE, shape=(0, ndim), maxshape=(None, ndim), chunks=(4096, ndim), dtype=np.int32, track_times=False)
+            g.create_dataset(S.CRC, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.uint32, track_times=False)
         f.create_group(S.TABLES)
         f.flush()
         return f
@@ -258,6 +280,8 @@ class CorpusWriter:
                 g[S.OFFSET][n0:n1] = offsets
                 g[S.SHAPE].resize((n1, ndim))
                 g[S.SHAPE][n0:n1] = np.array([a.shape for a in arrays], dtype=np.int32).reshape(-1, ndim)
+                g[S.CRC].resize((n1,))
+                g[S.CRC][n0:n1] = [item_crc(a) for a in arrays]
             f.flush()
             f.attrs[S.ATTR_COMMITTED] = n1
             for key, value in dict(progress).items():
@@ -290,6 +314,7 @@ class CorpusWriter:
             for key, value in dict(attrs).items():
                 f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
             f.attrs[S.ATTR_N_ITEMS] = int(f.attrs[S.ATTR_COMMITTED])
+            f.attrs[S.ATTR_CHECKSUMS] = json.dumps(dataset_digests(f), sort_keys=True)
             f.attrs[S.ATTR_COMPLETE] = True
             f.close()
             _fsync_path(self.partial)

@@ -29,4 +29,4 @@ def read_image(item: SourceItem):
 
 
 # Importing the families registers them.
-from . import photos  # noqa: E402,F401
+from . import crowd, labeled, photos  # noqa: E402,F401
