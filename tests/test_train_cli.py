@@ -71,7 +71,7 @@ def test_iqa_objectives_run(tmp_path, corpora, objective, extra):
 
 def test_counting_multitask_runs(tmp_path, corpora):
     r = _run(tmp_path, "run", *_sets(tmp_path, "task=counting", "objective=multitask", "model.arch=small_counting",
-                                     f"data.ranked={corpora['crops']}", f"data.labeled={corpora['density']}",
+                                     f"data.ranked={corpora['crops']}", f"data.labeled={corpora['density']}", f"data.test={corpora['density']}",
                                      "data.scales=[16, 48]", "data.heldout=0", "optim.epochs=1", "loss.lambda=100"))
     assert r.exit_code == 0, r.output
     assert "mae:" in r.output and "rmse:" in r.output

@@ -24,7 +24,8 @@ DEFAULTS: dict = {
     "objective": "rank",     # rank | regress | multitask | dcr
     "data": {
         "ranked": None,      # distort (iqa) or crops (counting) corpus
-        "labeled": None,     # annotate (iqa, dcr) or density (counting) corpus
+        "labeled": None,     # annotate (iqa, dcr) or density (counting) corpus; trains on split "train"
+        "test": None,        # evaluation corpus (all items); default: split "test" of data.labeled
         "build": None,       # rankgen commands that create missing corpora: {path: [args...]}
         "target": "score",   # labeled column regressed on and evaluated against
         "heldout": 0.34,     # fraction of ranked references kept out of training to measure PRA

@@ -87,10 +87,12 @@ def load_checkpoint(path) -> dict:
 
 
 class Split:
-    """Item indices and per-item columns of one corpus used for a role (train or evaluation)."""
+    """Items of a labeled corpus used for one role (training or evaluation), with their targets."""
 
-    def __init__(self, corpus, items: np.ndarray):
-        self.corpus, self.items = corpus, items
+    def __init__(self, corpus, items: np.ndarray, dataset, target: str):
+        self.corpus, self.items, self.dataset = corpus, items, dataset
+        self.target = corpus.column(target).astype(np.float32)
+        self.annotator = corpus.column("annotator") if "annotator" in corpus.columns() else None
 
 
 class Trainer:
@@ -126,24 +128,21 @@ class Trainer:
             self.loaders["ranked"] = DataLoader(self.ranked_ds, batch_sampler=self.ranked_sampler, **loader_kw)
             corpus.close()
         if dc["labeled"]:
-            corpus = open_corpus(dc["labeled"], LABELED_KINDS[self.objective if self.objective == "dcr" else self.task], "labeled")
-            for col in ("split",) + (("count",) if self.task == "counting" else (dc["target"],)):
-                if col not in corpus.columns():
-                    raise TrainError(f"data.labeled: {corpus.path} has no column {col!r}; it has {', '.join(corpus.columns())}")
+            kinds = LABELED_KINDS[self.objective if self.objective == "dcr" else self.task]
+            target = "count" if self.task == "counting" else dc["target"]
+            corpus = self.open_labeled(dc["labeled"], kinds, "labeled", target)
             split = corpus.column("split")
-            self.labeled = Split(corpus, np.flatnonzero(split == "train"))
-            self.labeled_eval = Split(corpus, np.flatnonzero(split == "test"))
-            if self.task == "counting":
-                self.labeled_ds = DensityDataset(corpus, patch, tuple(dc["scales"]), self.model_stride(), dc["cache_mb"])
+            self.labeled = Split(corpus, np.flatnonzero(split == "train"), self.labeled_dataset(corpus), target)
+            if dc["test"]:
+                test = self.open_labeled(dc["test"], kinds, "test", target)
+                self.labeled_eval = Split(test, np.arange(len(test)), self.labeled_dataset(test), target)
+                test.close()
             else:
-                self.labeled_ds = PatchDataset(corpus, patch, rotate_deg=dc["rotate"], small_images=dc["small_images"],
-                                               cache_mb=dc["cache_mb"])
+                self.labeled_eval = Split(corpus, np.flatnonzero(split == "test"), self.labeled.dataset, target)
             if self.objective in ("regress", "multitask", "dcr"):
                 batch = oc["batch_size"] if self.objective == "dcr" else oc["labeled_batch"]
                 self.labeled_sampler = ItemBatchSampler(self.labeled.items, batch, cfg["seed"], d.rank, d.world)
-                self.loaders["labeled"] = DataLoader(self.labeled_ds, batch_sampler=self.labeled_sampler, **loader_kw)
-            self.target = corpus.column("count" if self.task == "counting" else dc["target"]).astype(np.float32)
-            self.annotator = corpus.column("annotator") if "annotator" in corpus.columns() else None
+                self.loaders["labeled"] = DataLoader(self.labeled.dataset, batch_sampler=self.labeled_sampler, **loader_kw)
             corpus.close()
         if not self.loaders:
             raise TrainError(f"objective {self.objective!r} has no training data: set data.ranked or data.labeled")
@@ -160,7 +159,7 @@ class Trainer:
                 log(f"note: {n}", d)
         self.criterion = None
         if self.objective == "dcr":
-            n_ann = int(self.annotator.max()) + 1 if self.annotator is not None else 1
+            n_ann = int(self.labeled.annotator.max()) + 1 if self.labeled.annotator is not None else 1
             lc = cfg["loss"]
             self.criterion = DCRLoss(self.model.embed_dim, n_ann, lambda1=lc["lambda1"], lambda2=lc["lambda2"],
                                      lambda3=lc["lambda3"], gamma=lc["gamma"], disjoint=lc["disjoint"], grl=lc["grl"])
@@ -185,6 +184,20 @@ class Trainer:
         self.history: list[dict] = []
 
     # -- helpers -----------------------------------------------------------------------------
+    def open_labeled(self, path, kinds, role: str, target: str):
+        corpus = open_corpus(path, kinds, role)
+        for col in ("split", target):
+            if col not in corpus.columns():
+                raise TrainError(f"data.{role}: {corpus.path} has no column {col!r}; it has {', '.join(corpus.columns())}")
+        return corpus
+
+    def labeled_dataset(self, corpus):
+        dc = self.cfg["data"]
+        if self.task == "counting":
+            return DensityDataset(corpus, dc["patch"], tuple(dc["scales"]), self.model_stride(), dc["cache_mb"])
+        return PatchDataset(corpus, dc["patch"], rotate_deg=dc["rotate"], small_images=dc["small_images"],
+                            cache_mb=dc["cache_mb"])
+
     def model_stride(self) -> int:
         return MODELS.get(self.cfg["model"]["arch"]).stride
 
@@ -192,7 +205,9 @@ class Trainer:
     def split_refs(corpus, groups: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
         """Hold out whole references (all their rows), so evaluation images were never trained on."""
         anchors = groups[:, 0]
-        refs = corpus.column("ref")[anchors] if "ref" in corpus.columns() else anchors
+        # Whole source images go to one side: `ref` (distort) or `source` (crops) when present.
+        column = next((c for c in ("ref", "source") if c in corpus.columns()), None)
+        refs = corpus.column(column)[anchors] if column else anchors
         unique = np.unique(refs)
         n_out = int(round(fraction * len(unique)))
         if fraction > 0 and len(unique) > 1:
@@ -232,12 +247,13 @@ class Trainer:
             return loss, {"count": loss.item()}
         x, items = batch
         items = gather_ints(items.tolist(), self.d)
-        target = torch.from_numpy(self.target[items]).to(self.device)
+        target = torch.from_numpy(self.labeled.target[items]).to(self.device)
         if self.objective == "dcr":
             with self.autocast():
                 y, z = self.net(self.to_device(x), with_embedding=True)
             y, z = gather(y.float(), self.d), gather(z.float(), self.d)
-            ann = torch.from_numpy(self.annotator[items] if self.annotator is not None else np.zeros(len(items), np.int64))
+            ann = self.labeled.annotator
+            ann = torch.from_numpy(ann[items] if ann is not None else np.zeros(len(items), np.int64))
             return self.criterion(y, z, target, ann.to(self.device))
         with self.autocast():
             y = self.net(self.to_device(x))
@@ -328,14 +344,15 @@ class Trainer:
             pred = np.full(int(items.max()) + 1, np.nan)
             pred[items] = self.predict_items(self.ranked_ds, items, dc["test_crops"], seeds)
             res["heldout_pra"] = M.pra_groups(pred, groups)
-        if self.labeled_eval is not None and len(self.labeled_eval.items):
-            items = self.labeled_eval.items
-            pred = self.predict_items(self.labeled_ds, items, dc["test_crops"])
-            y = self.target[items]
+        ev = self.labeled_eval
+        if ev is not None and len(ev.items):
+            items = ev.items
+            pred = self.predict_items(ev.dataset, items, dc["test_crops"])
+            y = ev.target[items]
             if self.task == "counting":
                 res.update(mae=M.mae(y, pred), rmse=M.rmse(y, pred))
             else:
-                ann = self.annotator[items] if self.annotator is not None else None
+                ann = ev.annotator[items] if ev.annotator is not None else None
                 res.update(M.per_annotator(y, pred, ann))
                 corpus = self.labeled_eval.corpus
                 if "true_score" in corpus.columns():
