@@ -51,25 +51,24 @@ def distort_source(job: DistortJob) -> JobResult:
     if job.crop and min(image.shape[:2]) < job.crop:
         h, w = image.shape[:2]
         return JobResult(skipped=f"{job.item.path}: {w}x{h} px is smaller than --crop {job.crop}; lower --crop or drop it")
-    windows = crop_windows(image.shape, job.crop, job.crops_per_image, job.seed, job.item.id) if job.crop else [None]
-
-    def cut(img, window):
-        if window is None:
-            return img
-        y, x = window
-        return img[y : y + job.crop, x : x + job.crop]
-
-    series = [(REFERENCE, 0, 0, float("nan"), 0, image)]
-    for name, tid, params in zip(job.names, job.tids, job.params):
-        for level, param in enumerate(params, start=1):
-            seed = item_seed(job.seed, job.item.id, name, level)
-            out = distort(image, name, param, np.random.default_rng(seed))
-            series.append((name, tid, level, param, seed, out))
+    if job.crop:
+        views = [(c, image[y : y + job.crop, x : x + job.crop])
+                 for c, (y, x) in enumerate(crop_windows(image.shape, job.crop, job.crops_per_image, job.seed, job.item.id))]
+    else:
+        views = [(0, image)]
     rows = []
-    for c, window in enumerate(windows):
-        for name, tid, level, param, seed, img in series:
-            rows.append({"ref": job.index, "distortion": name, "tid": tid, "level": level, "param": param,
-                         "seed": seed, "crop": c, "image": np.ascontiguousarray(cut(img, window))})
+    # A crop is distorted as an image of its own, not cut from a distorted whole: sparse distortions
+    # (blocks, moved patches) could otherwise miss the window and leave a "worse" level pristine.
+    for c, view in views:
+        view = np.ascontiguousarray(view)
+        rows.append({"ref": job.index, "distortion": REFERENCE, "tid": 0, "level": 0, "param": float("nan"),
+                     "seed": 0, "crop": c, "image": view})
+        for name, tid, params in zip(job.names, job.tids, job.params):
+            for level, param in enumerate(params, start=1):
+                seed = item_seed(job.seed, job.item.id, name, level, c)
+                out = distort(view, name, param, np.random.default_rng(seed))
+                rows.append({"ref": job.index, "distortion": name, "tid": tid, "level": level, "param": param,
+                             "seed": seed, "crop": c, "image": out})
     return JobResult(rows=rows, notes=notes)
 
 

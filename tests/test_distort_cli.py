@@ -192,3 +192,18 @@ def test_plain_h5py_reads_a_distort_corpus_as_documented(tmp_path, photos):
             path = f["tables/ref_path"].asstr()[ref[row[0]]]
             np.testing.assert_array_equal(images[0], np.asarray(Image.open(path).convert("RGB")))
             assert all(not np.array_equal(images[0], im) for im in images[1:])
+
+
+def test_stored_seed_replays_the_item(tmp_path, photos):
+    from rankgen.distortions import distort
+
+    out = tmp_path / "replay.h5"
+    generate(out, dataset="folder", root=str(photos), distortions=("gaussian_noise", "block_wise"), levels=3,
+             crop=48, crops_per_image=2, progress=False)
+    c = Corpus(out)
+    names, params, seeds = c.column("distortion"), c.column("param"), c.column("seed")
+    for row in c.groups:
+        reference = c.image(row[0])
+        for i in row[1:]:
+            again = distort(reference, names[i], params[i], np.random.default_rng(int(seeds[i])))
+            assert again.tobytes() == c.image(i).tobytes()
