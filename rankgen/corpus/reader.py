@@ -45,8 +45,11 @@ class Corpus:
         if not bool(attrs.get(S.ATTR_COMPLETE, False)):
             raise RankgenError(f"{self.path} is marked incomplete; regenerate it")
         wanted = (kind,) if isinstance(kind, str) else kind
-        if wanted and self.kind not in wanted:
-            raise RankgenError(f"{self.path} is a {self.kind!r} corpus; this needs {' or '.join(map(repr, wanted))}")
+        actual = self.kind
+        # Validation must not leave a handle in the parent that forked DataLoader workers would inherit.
+        self.close()
+        if wanted and actual not in wanted:
+            raise RankgenError(f"{self.path} is a {actual!r} corpus; this needs {' or '.join(map(repr, wanted))}")
 
     @property
     def file(self) -> h5py.File:

@@ -1,32 +1,13 @@
-"""Pictures of corpora: one registered preview per corpus kind, all reading through Corpus."""
+"""The contact sheet of a distort corpus."""
 
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .corpus import Corpus
-from .errors import RankgenError
-from .registry import Registry
-
-PREVIEWS = Registry("preview")
-
-
-def label(img: Image.Image, text: str, xy=(4, 2)) -> None:
-    draw = ImageDraw.Draw(img)
-    x, y = xy
-    box = draw.textbbox((x, y), text)
-    draw.rectangle((box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1), fill=(0, 0, 0))
-    draw.text((x, y), text, fill=(255, 255, 255))
-
-
-def render(corpus_path, out_path, **options) -> str:
-    corpus = Corpus(corpus_path)
-    fn = PREVIEWS.get(corpus.kind) if corpus.kind in PREVIEWS else None
-    if fn is None:
-        raise RankgenError(f"no preview for {corpus.kind!r} corpora yet")
-    fn(corpus, out_path, **options)
-    return str(out_path)
+from ..corpus import Corpus
+from ..errors import RankgenError
+from . import PREVIEWS, label
 
 
 @PREVIEWS.register("distort")

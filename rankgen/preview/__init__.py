@@ -1,0 +1,30 @@
+"""Pictures of corpora: one registered preview per corpus kind, all reading through Corpus."""
+
+from __future__ import annotations
+
+import importlib
+
+from PIL import Image, ImageDraw
+
+from ..corpus import Corpus
+from ..registry import Registry
+
+PREVIEWS = Registry("preview")
+
+# The module that draws each corpus kind; imported on demand so plotting libraries load only when used.
+KIND_MODULES = {"distort": "distort", "crops": "crowd", "density": "crowd", "annotate": "annotate"}
+
+
+def label(img: Image.Image, text: str, xy=(4, 2)) -> None:
+    draw = ImageDraw.Draw(img)
+    x, y = xy
+    box = draw.textbbox((x, y), text)
+    draw.rectangle((box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1), fill=(0, 0, 0))
+    draw.text((x, y), text, fill=(255, 255, 255))
+
+
+def render(corpus_path, out_path, **options) -> str:
+    corpus = Corpus(corpus_path)
+    importlib.import_module(f"{__name__}.{KIND_MODULES[corpus.kind]}")  # registers the kind's preview
+    PREVIEWS.get(corpus.kind)(corpus, out_path, **options)
+    return str(out_path)
