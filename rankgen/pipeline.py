@@ -66,11 +66,14 @@ def run_jobs(
     desc: str = "jobs",
     unit: str = "img",
     commit_every: int = 8,
+    commit_bytes: int = 64 << 20,
     progress: bool = True,
     on_error: str = "skip",
 ) -> Summary:
     """Run `work` over `jobs` (picklable, module-level `work`) and append their rows in order.
 
+    Rows are committed every `commit_every` jobs or `commit_bytes` of buffered arrays, whichever
+    comes first, so memory does not grow with the number or the size of the sources.
     on_error="stop" turns the first skipped job into an error (after committing what came before).
     """
     start = int(writer.attr(JOBS_DONE, 0))
@@ -93,7 +96,7 @@ def run_jobs(
             writer.append(result.rows)
             done += 1
             bar.update(1)
-            if done % commit_every == 0:
+            if done % commit_every == 0 or writer.buffered_bytes > commit_bytes:
                 _commit(writer, done, skipped)
         _commit(writer, done, skipped)
     except KeyboardInterrupt:

@@ -274,8 +274,7 @@ class CorpusWriter:
                 sizes = np.array([a.size for a in arrays], dtype=np.int64)
                 offsets = start + np.concatenate([[0], np.cumsum(sizes)[:-1]])
                 g[S.DATA].resize((start + int(sizes.sum()),))
-                if sizes.sum():
-                    g[S.DATA][start:] = np.concatenate([a.ravel() for a in arrays])
+                self._write_flat(g[S.DATA], arrays, start)
                 g[S.OFFSET].resize((n1,))
                 g[S.OFFSET][n0:n1] = offsets
                 g[S.SHAPE].resize((n1, ndim))
@@ -289,6 +288,25 @@ class CorpusWriter:
             f.flush()
         except OSError as exc:
             raise _disk_error(exc, self.partial, n0) from None
+
+    @property
+    def buffered_bytes(self) -> int:
+        return sum(np.asarray(row[name]).nbytes for row in self._buffer for name in self.ragged)
+
+    def _write_flat(self, ds: h5py.Dataset, arrays: list[np.ndarray], start: int) -> None:
+        # Concatenate a few chunks' worth at a time: whole-chunk writes stay fast, and memory stays
+        # at one slab rather than a second copy of every buffered image.
+        slab: list[np.ndarray] = []
+        size = 0
+        for a in arrays:
+            slab.append(a.ravel())
+            size += a.nbytes
+            if size >= 64 * self.chunk_bytes:
+                ds[start : start + sum(x.size for x in slab)] = np.concatenate(slab)
+                start += sum(x.size for x in slab)
+                slab, size = [], 0
+        if slab:
+            ds[start : start + sum(x.size for x in slab)] = np.concatenate(slab)
 
     def attr(self, key: str, default=None):
         value = self._file.attrs.get(key, default)
