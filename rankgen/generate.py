@@ -12,7 +12,7 @@ from .corpus.writer import fingerprint
 from .corpus import schema as S
 from .distortions import DISTORTIONS, distort, load_recipe
 from .errors import BadImage, RankgenError
-from .pipeline import JobResult, Summary, run_jobs
+from .pipeline import JobResult, Summary, run_jobs, shard_jobs
 from .seeding import item_seed, rng_for
 from .sources import SOURCES, SourceItem, read_image
 
@@ -105,6 +105,7 @@ def generate(
     progress: bool = True,
     command: str = "",
     compression: str = "lzf",
+    shard: tuple[int, int] | None = None,
 ) -> Summary:
     if levels < 2:
         raise RankgenError(f"--levels {levels}: need at least 2 (the reference and one distorted level)")
@@ -128,10 +129,12 @@ def generate(
         names = tuple(n for n in rec.names if n in wanted)
     params = tuple(tuple(float(p) for p in rec.params(n, levels)) for n in names)
     tids = tuple(rec.tid(n) for n in names)
-    jobs = [DistortJob(i, item, names, tids, params, seed, crop, crops_per_image) for i, item in enumerate(items)]
+    jobs = shard_jobs([DistortJob(i, item, names, tids, params, seed, crop, crops_per_image)
+                       for i, item in enumerate(items)], shard)
     content = {"dataset": dataset, "root": str(root) if root else None, "recipe": rec.name, "recipe_text": rec.text,
                "distortions": list(names), "levels": levels, "seed": seed, "crop": crop,
-               "crops_per_image": crops_per_image if crop else 1, "limit": limit, "sources": [it.id for it in items]}
+               "crops_per_image": crops_per_image if crop else 1, "limit": limit, "sources": [it.id for it in items],
+               S.SHARD_PARAM: list(shard) if shard else None}
     writer = CorpusWriter(
         output, "distort", columns=COLUMNS, ragged=RAGGED, overwrite=overwrite, fingerprint=fingerprint(content),
         compression=None if compression == "none" else compression,
@@ -141,7 +144,7 @@ def generate(
     with writer:
         summary = run_jobs(jobs, distort_source, writer, workers=workers, desc="distort", unit="img",
                            progress=progress, on_error=on_error)
-        if summary.rows == 0:
+        if summary.rows == 0 and jobs:
             raise RankgenError("no source image could be used; see the skipped files above")
         groups = build_groups(writer.read_column("ref"), writer.read_column("distortion"),
                               writer.read_column("level"), writer.read_column("crop"), names, levels)

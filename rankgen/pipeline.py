@@ -53,6 +53,28 @@ class Summary:
         return out
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'I/N' -> (I, N) with 0 <= I < N: this machine's part of the job list."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise RankgenError(f"--shard {text!r}: expected I/N, e.g. 0/4 (shards are numbered from 0)") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise RankgenError(f"--shard {text!r}: need 0 <= I < N (shards are numbered from 0)")
+    return i, n
+
+
+def shard_jobs(jobs: Sequence, shard: tuple[int, int] | None) -> list:
+    """A contiguous block of the job list, so shards concatenated in order give the single-run order."""
+    jobs = list(jobs)
+    if shard is None:
+        return jobs
+    i, n = shard
+    return jobs[len(jobs) * i // n : len(jobs) * (i + 1) // n]
+
+
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 

@@ -49,6 +49,13 @@ def compression_option(f):
                              "writes about 2x faster, gzip makes files about 15% smaller (docs/benchmarks.md).")(f)
 
 
+def shard_option(f):
+    return click.option("--shard", metavar="I/N",
+                        help="Do only part I of N (numbered from 0) of the sources, as a self-contained file; "
+                             "`rankgen merge` joins the N parts into what one run would have written. "
+                             "For Slurm job arrays and Kubernetes indexed jobs (docs/distributed.md).")(f)
+
+
 def progress_option(f):
     return click.option("--quiet", is_flag=True, help="No progress bar.")(f)
 

@@ -14,13 +14,13 @@ from ..corpus import CorpusWriter
 from ..corpus import schema as S
 from ..corpus.writer import fingerprint
 from ..errors import BadImage, RankgenError
-from ..pipeline import JobResult, run_jobs
+from ..pipeline import JobResult, parse_shard, run_jobs, shard_jobs
 from ..seeding import item_seed
 from ..sources import SOURCES, SourceItem
 from ..sources.crowd import list_items, read_crowd
 from . import main
 from .common import (command_line, echo_summary, guarded, on_error_option, output_option, overwrite_option,
-                     progress_option, resolve_workers, seed_option, workers_option)
+                     progress_option, resolve_workers, seed_option, shard_option, workers_option)
 
 CROP_COLUMNS = {"set": "int64", "rank": "int64", "source": "int64", "seed": "int64",
                 "box_x0": "float64", "box_y0": "float64", "box_x1": "float64", "box_y1": "float64",
@@ -104,7 +104,7 @@ def crop_source(job: CropJob) -> JobResult:
 
 def generate_crops(output, *, dataset="synthetic", root=None, split=None, n_images=None, k=5, s=0.75, r=8.0,
                    size=224, per_image=10, limit=None, seed=0, workers=1, overwrite=False, on_error="skip",
-                   progress=True, command=""):
+                   progress=True, command="", shard=None):
     geometry.validate(k, s, r, size)
     if per_image < 1:
         raise RankgenError(f"--per-image must be >= 1, got {per_image}")
@@ -113,9 +113,10 @@ def generate_crops(output, *, dataset="synthetic", root=None, split=None, n_imag
         raise RankgenError(f"--dataset {dataset} is a {kind} set; `rankgen crops` needs photographs or crowd images")
     labeled = kind == "crowd"
     columns = dict(CROP_COLUMNS, **({"count": "int64"} if labeled else {}))
-    jobs = [CropJob(i, it, k, s, r, size, per_image, seed, labeled) for i, it in enumerate(items)]
+    jobs = shard_jobs([CropJob(i, it, k, s, r, size, per_image, seed, labeled) for i, it in enumerate(items)], shard)
     content = {"dataset": dataset, "root": str(root) if root else None, "split": split, "n_images": n_images, "k": k,
-               "s": s, "r": r, "size": size, "per_image": per_image, "limit": limit, "seed": seed}
+               "s": s, "r": r, "size": size, "per_image": per_image, "limit": limit, "seed": seed,
+               S.SHARD_PARAM: list(shard) if shard else None}
     writer = CorpusWriter(
         output, "crops", columns=columns, ragged={"image": ("uint8", 3)}, overwrite=overwrite, compression=CROP_COMPRESSION,
         fingerprint=fingerprint({**content, "sources": [it.id for it in items]}),
@@ -125,7 +126,7 @@ def generate_crops(output, *, dataset="synthetic", root=None, split=None, n_imag
         # A source yields per_image * k full-size patches; committing often keeps the buffer small.
         summary = run_jobs(jobs, crop_source, writer, workers=workers, desc="crops", unit="img",
                            progress=progress, on_error=on_error, commit_every=2)
-        if summary.rows == 0:
+        if summary.rows == 0 and jobs:
             raise RankgenError("no source image could be used; see the skipped files above")
         rank = writer.read_column("rank")
         # Rows arrive whole sets at a time, ranks 0..k-1, so set g is rows g*k .. g*k+k-1.
@@ -163,10 +164,11 @@ def _count_check(counts: np.ndarray) -> str:
 @output_option("crops.h5")
 @overwrite_option
 @on_error_option
+@shard_option
 @progress_option
 @guarded
 def crops_command(dataset, root, split, n_images, k, s, r, size, per_image, limit, seed, workers, output, overwrite,
-                  on_error, quiet):
+                  on_error, shard, quiet):
     """Cut nested square crop sets whose person counts cannot increase (Algorithm 2 of the paper).
 
     Each set: an anchor drawn uniformly in the centred anchor region, the largest square centred on
@@ -181,7 +183,8 @@ def crops_command(dataset, root, split, n_images, k, s, r, size, per_image, limi
     """
     summary = generate_crops(output, dataset=dataset, root=root, split=split, n_images=n_images, k=k, s=s, r=r,
                              size=size, per_image=per_image, limit=limit, seed=seed, workers=resolve_workers(workers),
-                             overwrite=overwrite, on_error=on_error, progress=not quiet, command=command_line())
+                             overwrite=overwrite, on_error=on_error, progress=not quiet, command=command_line(),
+                             shard=parse_shard(shard))
     echo_summary(summary, output)
 
 
@@ -224,7 +227,7 @@ def _sigma(value: str) -> float | str:
 
 def generate_density(output, *, dataset="synthetic", root=None, split=None, n_images=None, sigma="15", stride=1,
                      max_side=None, limit=None, seed=0, workers=1, overwrite=False, on_error="skip", progress=True,
-                     command=""):
+                     command="", shard=None):
     sig = _sigma(str(sigma))
     if stride < 1:
         raise RankgenError(f"--stride must be >= 1, got {stride}")
@@ -234,9 +237,10 @@ def generate_density(output, *, dataset="synthetic", root=None, split=None, n_im
     if kind != "crowd":
         raise RankgenError(f"--dataset {dataset} has no head points; `rankgen density` needs one of "
                            f"{', '.join(e.name for e in SOURCES if e.info.get('kind') == 'crowd')}")
-    jobs = [DensityJob(i, it, sig, stride, max_side) for i, it in enumerate(items)]
+    jobs = shard_jobs([DensityJob(i, it, sig, stride, max_side) for i, it in enumerate(items)], shard)
     content = {"dataset": dataset, "root": str(root) if root else None, "split": split, "n_images": n_images,
-               "sigma": sig, "stride": stride, "max_side": max_side, "limit": limit, "seed": seed}
+               "sigma": sig, "stride": stride, "max_side": max_side, "limit": limit, "seed": seed,
+               S.SHARD_PARAM: list(shard) if shard else None}
     writer = CorpusWriter(
         output, "density", columns=DENSITY_COLUMNS, ragged={"image": ("uint8", 3), "density": ("float32", 2)},
         overwrite=overwrite, fingerprint=fingerprint({**content, "sources": [it.id for it in items]}),
@@ -246,7 +250,7 @@ def generate_density(output, *, dataset="synthetic", root=None, split=None, n_im
     with writer:
         summary = run_jobs(jobs, density_source, writer, workers=workers, desc="density", unit="img",
                            progress=progress, on_error=on_error)
-        if summary.rows == 0:
+        if summary.rows == 0 and jobs:
             raise RankgenError("no source image could be used; see the skipped files above")
         writer.finish(tables=_source_tables(items))
     return summary
@@ -268,10 +272,11 @@ def generate_density(output, *, dataset="synthetic", root=None, split=None, n_im
 @output_option("density.h5")
 @overwrite_option
 @on_error_option
+@shard_option
 @progress_option
 @guarded
 def density_command(dataset, root, split, n_images, sigma, stride, max_side, limit, seed, workers, output, overwrite,
-                    on_error, quiet):
+                    on_error, shard, quiet):
     """Write images with crowd density maps that sum to their head counts (labeled set for counting).
 
     \b
@@ -283,5 +288,5 @@ def density_command(dataset, root, split, n_images, sigma, stride, max_side, lim
     summary = generate_density(output, dataset=dataset, root=root, split=split, n_images=n_images, sigma=sigma,
                                stride=stride, max_side=max_side, limit=limit, seed=seed,
                                workers=resolve_workers(workers), overwrite=overwrite, on_error=on_error,
-                               progress=not quiet, command=command_line())
+                               progress=not quiet, command=command_line(), shard=parse_shard(shard))
     echo_summary(summary, output)

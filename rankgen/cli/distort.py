@@ -6,7 +6,7 @@ import click
 
 from . import main
 from .common import (command_line, compression_option, echo_summary, guarded, on_error_option, output_option, overwrite_option,
-                     progress_option, resolve_workers, seed_option, workers_option)
+                     progress_option, resolve_workers, seed_option, shard_option, workers_option)
 
 
 @main.command()
@@ -29,10 +29,11 @@ from .common import (command_line, compression_option, echo_summary, guarded, on
 @overwrite_option
 @on_error_option
 @compression_option
+@shard_option
 @progress_option
 @guarded
 def distort(dataset, root, recipe, distortions, levels, crop, crops_per_image, limit, seed, workers, output,
-            overwrite, on_error, compression, quiet):
+            overwrite, on_error, compression, shard, quiet):
     """Distort every source image at increasing levels and write a ranked corpus.
 
     Each source yields its pristine version (level 0) and, per distortion, levels 1..L-1 of
@@ -47,10 +48,11 @@ def distort(dataset, root, recipe, distortions, levels, crop, crops_per_image, l
       rankgen distort --recipe live --crop 224 --crops-per-image 4 -o live_rank.h5
     """
     from ..generate import generate
+    from ..pipeline import parse_shard
 
     names = tuple(d.strip() for d in distortions.split(",") if d.strip()) if distortions else None
     summary = generate(output, dataset=dataset, root=root, recipe=recipe, distortions=names, levels=levels, seed=seed,
                        workers=resolve_workers(workers), crop=crop, crops_per_image=crops_per_image, limit=limit,
                        overwrite=overwrite, on_error=on_error, progress=not quiet, command=command_line(),
-                       compression=compression)
+                       compression=compression, shard=parse_shard(shard))
     echo_summary(summary, output)

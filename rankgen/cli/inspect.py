@@ -120,3 +120,29 @@ def check(files):
         else:
             click.echo(f"{path}: ok")
     raise SystemExit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("shards", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Merged corpus to write.")
+@click.option("--virtual", is_flag=True,
+              help="Write HDF5 virtual datasets that point into the shards (instant, no copy; keep the shards "
+                   "beside the merged file) instead of copying.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@guarded
+def merge(shards, output, virtual, overwrite):
+    """Join shards written with --shard I/N into one corpus.
+
+    The result has the same content (items, pixels, tables, checksums) as one run of the same
+    command without --shard.
+
+    \b
+    Examples:
+      rankgen merge shards/part-*.h5 -o corpus.h5
+      rankgen merge shards/part-*.h5 -o corpus.h5 --virtual
+    """
+    from ..corpus.merge import merge as merge_files
+    from .common import command_line
+
+    path = merge_files(shards, output, virtual=virtual, overwrite=overwrite, command=command_line())
+    click.echo(f"wrote {path} from {len(shards)} shards{' (virtual)' if virtual else ''}")

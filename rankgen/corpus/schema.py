@@ -31,3 +31,6 @@ GROUPS = "groups"        # (G, L) int64 item indices; column j's target >= colum
 KINDS = ("distort", "crops", "density", "annotate")
 
 PARTIAL_SUFFIX = ".partial"
+
+# Key in the `params` attribute: [I, N] for a shard written with --shard I/N, absent or null otherwise.
+SHARD_PARAM = "shard"

@@ -1,0 +1,182 @@
+"""Join shards written with --shard I/N into the corpus one run would have written.
+
+Shards are contiguous blocks of the same job list, so concatenating their items in shard order
+reproduces the single-run order; group indices are shifted by the items before each shard, and
+every other table must be identical in all shards (each shard stores the full source tables).
+Copy mode goes through CorpusWriter (atomic, resumable, per-item CRCs recomputed); `virtual=True`
+writes HDF5 virtual datasets that point into the shards, with only offsets and groups copied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import RankgenError
+from . import schema as S
+from .reader import Corpus
+from .writer import STRING, CorpusWriter, _fsync_path, dataset_digests, fingerprint
+
+
+def _content_params(c: Corpus) -> dict:
+    return {k: v for k, v in (c.attrs.get(S.ATTR_PARAMS) or {}).items() if k != S.SHARD_PARAM}
+
+
+def open_shards(paths) -> list[Corpus]:
+    if not paths:
+        raise RankgenError("no shards given")
+    shards = [Corpus(p) for p in paths]
+    first = shards[0]
+    index = {}
+    for c in shards:
+        shard = (c.attrs.get(S.ATTR_PARAMS) or {}).get(S.SHARD_PARAM)
+        if not shard:
+            raise RankgenError(f"{c.path} was not written with --shard; only shards can be merged")
+        if c.kind != first.kind or _content_params(c) != _content_params(first):
+            raise RankgenError(f"{c.path} and {first.path} come from different commands (kind or arguments differ)")
+        if tuple(shard) in index:
+            raise RankgenError(f"{c.path} and {index[tuple(shard)].path} are both shard {shard[0]}/{shard[1]}")
+        index[tuple(shard)] = c
+    n = next(iter(index))[1]
+    missing = [i for i in range(n) if (i, n) not in index]
+    if missing:
+        raise RankgenError(f"shards {', '.join(f'{i}/{n}' for i in missing)} are missing; all {n} are needed")
+    ordered = [index[(i, n)] for i in range(n)]
+    for c in ordered[1:]:
+        for name in c.tables():
+            a, b = c.table(name), ordered[0].table(name)
+            same = np.array_equal(a, b, equal_nan=a.dtype.kind == "f" and b.dtype.kind == "f")
+            if name != S.GROUPS and not same:
+                raise RankgenError(f"table {name!r} differs between {ordered[0].path} and {c.path}")
+    return ordered
+
+
+def _merged_groups(shards: list[Corpus]) -> np.ndarray | None:
+    if S.GROUPS not in shards[0].tables():
+        return None
+    parts, base = [], 0
+    for c in shards:
+        g = c.groups.copy()
+        g[g >= 0] += base
+        parts.append(g)
+        base += len(c)
+    return np.concatenate(parts)
+
+
+def _attrs(shards: list[Corpus], command: str) -> dict:
+    attrs = shards[0].attrs
+    keep = {S.ATTR_SEED, S.ATTR_RECIPE} | {k for k in attrs if k not in {
+        S.ATTR_FORMAT, S.ATTR_VERSION, S.ATTR_KIND, S.ATTR_RANKGEN_VERSION, S.ATTR_FINGERPRINT, S.ATTR_COMMITTED,
+        S.ATTR_COMPLETE, S.ATTR_N_ITEMS, S.ATTR_CHECKSUMS, S.ATTR_PARAMS, S.ATTR_COMMAND, "jobs_done", "skipped"}}
+    out = {k: attrs[k] for k in keep if k in attrs}
+    out[S.ATTR_PARAMS] = _content_params(shards[0])
+    out[S.ATTR_COMMAND] = command
+    out["skipped"] = json.dumps([s for c in shards for s in (c.attrs.get("skipped") or [])])
+    return out
+
+
+def merge(paths, output, *, virtual: bool = False, overwrite: bool = False, command: str = "") -> Path:
+    shards = open_shards([Path(p) for p in paths])
+    return (_merge_virtual if virtual else _merge_copy)(shards, Path(output), overwrite, command)
+
+
+def _merge_copy(shards: list[Corpus], output: Path, overwrite: bool, command: str) -> Path:
+    first = shards[0]
+    f = first.file
+    columns = {name: ("str" if h5py.check_string_dtype(ds.dtype) else ds.dtype.str) for name, ds in f[S.ITEMS].items()}
+    ragged = {name: (g[S.DATA].dtype.str, g[S.SHAPE].shape[1]) for name, g in f[S.RAGGED].items()}
+    compression = next(iter(f[S.RAGGED].values()))[S.DATA].compression if ragged else None
+    writer = CorpusWriter(output, first.kind, columns=columns, ragged=ragged, overwrite=overwrite,
+                          compression=compression, attrs=_attrs(shards, command),
+                          fingerprint=fingerprint({"merge": [str(c.path.resolve()) for c in shards],
+                                                   "sizes": [len(c) for c in shards]}))
+    with writer:
+        done = 0
+        for c in shards:
+            cols = {name: c.column(name) for name in columns}
+            for i in range(len(c)):
+                if done >= writer.n_done:
+                    row = {name: cols[name][i] for name in columns}
+                    row.update({name: c.ragged(name, i) for name in ragged})
+                    writer.append([row])
+                    if writer.buffered_bytes > 64 << 20:
+                        writer.commit()
+                done += 1
+        groups = _merged_groups(shards)
+        tables = {name: first.table(name) for name in first.tables() if name != S.GROUPS}
+        if groups is not None:
+            tables[S.GROUPS] = groups
+        writer.finish(tables=tables)
+    for c in shards:
+        c.close()
+    return output
+
+
+def _merge_virtual(shards: list[Corpus], output: Path, overwrite: bool, command: str) -> Path:
+    if output.exists() and not overwrite:
+        raise RankgenError(f"{output} already exists; pass --overwrite to replace it")
+    partial = output.with_name(output.name + S.PARTIAL_SUFFIX)
+    files = [c.file for c in shards]
+    n_total = sum(len(c) for c in shards)
+
+    def source_name(c: Corpus) -> str:
+        # Relative to the merged file, so the shards and the merged file can move together.
+        return os.path.relpath(c.path.resolve(), output.parent.resolve())
+
+    def virtual(dset_path: str, out: h5py.File, dtype, lengths, width=None):
+        shape = (sum(lengths),) if width is None else (sum(lengths), width)
+        layout = h5py.VirtualLayout(shape=shape, dtype=dtype)
+        start = 0
+        for c, f, n in zip(shards, files, lengths):
+            if n:
+                src_shape = (n,) if width is None else (n, width)
+                layout[start : start + n] = h5py.VirtualSource(source_name(c), dset_path, shape=src_shape)
+            start += n
+        out.create_virtual_dataset(dset_path, layout, fillvalue=None if h5py.check_string_dtype(dtype) else 0)
+
+    with h5py.File(partial, "w") as out:
+        out.attrs[S.ATTR_FORMAT] = S.FORMAT
+        out.attrs[S.ATTR_VERSION] = S.SCHEMA_VERSION
+        out.attrs[S.ATTR_KIND] = shards[0].kind
+        from .. import __version__
+
+        out.attrs[S.ATTR_RANKGEN_VERSION] = __version__
+        for key, value in _attrs(shards, command).items():
+            out.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+        out.attrs["virtual_sources"] = json.dumps([source_name(c) for c in shards])
+        lengths = [len(c) for c in shards]
+        for name, ds in files[0][S.ITEMS].items():
+            virtual(f"{S.ITEMS}/{name}", out, ds.dtype, lengths)
+        for name, g in files[0][S.RAGGED].items():
+            base = f"{S.RAGGED}/{name}"
+            data_lengths = [f[base][S.DATA].shape[0] for f in files]
+            virtual(f"{base}/{S.DATA}", out, g[S.DATA].dtype, data_lengths)
+            virtual(f"{base}/{S.SHAPE}", out, g[S.SHAPE].dtype, lengths, width=g[S.SHAPE].shape[1])
+            virtual(f"{base}/{S.CRC}", out, g[S.CRC].dtype, lengths)
+            offsets = np.concatenate([f[base][S.OFFSET][...] + sum(data_lengths[:k]) for k, f in enumerate(files)])
+            out.create_dataset(f"{base}/{S.OFFSET}", data=offsets.astype(np.int64), track_times=False)
+        out.create_group(S.TABLES)
+        for name in shards[0].tables():
+            value = _merged_groups(shards) if name == S.GROUPS else shards[0].table(name)
+            dtype = STRING if value.dtype.kind in "UO" else value.dtype
+            out[S.TABLES].create_dataset(name, data=value.astype(object) if dtype is STRING else value, dtype=dtype,
+                                         track_times=False)
+        out.attrs[S.ATTR_N_ITEMS] = n_total
+        out.attrs[S.ATTR_COMMITTED] = n_total
+    # HDF5 opens virtual sources with the access mode of the virtual file and refuses a file this
+    # process already has open, so digest read-only with the shards closed, then write the result.
+    for c in shards:
+        c.close()
+    with h5py.File(partial, "r") as out:
+        digests = dataset_digests(out)
+    with h5py.File(partial, "r+") as out:
+        out.attrs[S.ATTR_CHECKSUMS] = json.dumps(digests, sort_keys=True)
+        out.attrs[S.ATTR_COMPLETE] = True
+    _fsync_path(partial)
+    os.replace(partial, output)
+    _fsync_path(output.parent)
+    return output

@@ -1,0 +1,107 @@
+"""--shard I/N and rankgen merge: the merged corpus has the content of one single run."""
+
+import json
+import h5py
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from rankgen.cli import main
+from rankgen.corpus import Corpus
+from rankgen.corpus.check import check
+from rankgen.corpus.merge import merge
+from rankgen.errors import RankgenError
+from rankgen.generate import generate
+
+
+@pytest.fixture
+def photos(tmp_path, photo):
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i in range(5):
+        Image.fromarray(np.roll(photo, 17 * i, axis=1)[:64, :80]).save(root / f"{i}.png")
+    return root
+
+
+def digests(path):
+    with h5py.File(path, "r") as f:
+        return json.loads(f.attrs["checksums"])
+
+
+KW = dict(dataset="folder", distortions=("gaussian_noise", "jpeg"), levels=3, seed=7, progress=False)
+
+
+@pytest.mark.parametrize("n", [2, 3, 7])
+def test_merged_shards_equal_a_single_run(tmp_path, photos, n):
+    generate(tmp_path / "single.h5", root=str(photos), **KW)
+    shards = []
+    for i in reversed(range(n)):  # the order shards arrive in must not matter
+        path = tmp_path / f"part-{i}.h5"
+        generate(path, root=str(photos), shard=(i, n), **KW)
+        shards.append(path)
+    merge(shards, tmp_path / "copy.h5")
+    merge(shards, tmp_path / "virtual.h5", virtual=True)
+    expected = digests(tmp_path / "single.h5")
+    for name in ("copy.h5", "virtual.h5"):
+        assert digests(tmp_path / name) == expected
+        assert check(tmp_path / name) == []
+    single, copy = Corpus(tmp_path / "single.h5"), Corpus(tmp_path / "copy.h5")
+    assert all(single.image(i).tobytes() == copy.image(i).tobytes() for i in range(len(single)))
+    np.testing.assert_array_equal(single.groups, copy.groups)
+
+
+def test_virtual_merge_reads_from_anywhere(tmp_path, photos, monkeypatch):
+    for i in range(2):
+        generate(tmp_path / f"p{i}.h5", root=str(photos), shard=(i, 2), **KW)
+    merge([tmp_path / "p0.h5", tmp_path / "p1.h5"], tmp_path / "v.h5", virtual=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    c = Corpus(tmp_path / "v.h5")
+    assert c.image(len(c) - 1).shape == (64, 80, 3)
+
+
+def test_merge_refuses_what_cannot_be_merged(tmp_path, photos):
+    generate(tmp_path / "single.h5", root=str(photos), **KW)
+    generate(tmp_path / "a0.h5", root=str(photos), shard=(0, 3), **KW)
+    generate(tmp_path / "a2.h5", root=str(photos), shard=(2, 3), **KW)
+    generate(tmp_path / "b1.h5", root=str(photos), shard=(1, 3), **{**KW, "seed": 8})
+    with pytest.raises(RankgenError, match="1/3 are missing"):
+        merge([tmp_path / "a0.h5", tmp_path / "a2.h5"], tmp_path / "m.h5")
+    with pytest.raises(RankgenError, match="both shard 0/3"):
+        merge([tmp_path / "a0.h5", tmp_path / "a0.h5"], tmp_path / "m.h5")
+    with pytest.raises(RankgenError, match="not written with --shard"):
+        merge([tmp_path / "single.h5"], tmp_path / "m.h5")
+    with pytest.raises(RankgenError, match="different commands"):
+        merge([tmp_path / "a0.h5", tmp_path / "b1.h5", tmp_path / "a2.h5"], tmp_path / "m.h5")
+    assert not (tmp_path / "m.h5").exists()
+
+
+def test_cli_shard_and_merge(tmp_path, photos):
+    runner = CliRunner()
+    for i in range(2):
+        r = runner.invoke(main, ["distort", "--dataset", "folder", "--root", str(photos), "--distortions", "jpeg",
+                                 "--shard", f"{i}/2", "--quiet", "-o", str(tmp_path / f"s{i}.h5")])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["merge", str(tmp_path / "s0.h5"), str(tmp_path / "s1.h5"), "-o", str(tmp_path / "m.h5")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, ["check", str(tmp_path / "m.h5")])
+    assert r.exit_code == 0 and "ok" in r.output
+    r = runner.invoke(main, ["distort", "--shard", "2/2", "-o", str(tmp_path / "x.h5")])
+    assert r.exit_code == 2 and "0 <= I < N" in r.output
+
+
+@pytest.mark.parametrize("command", ["crops", "density"])
+def test_crowd_commands_shard_and_merge(tmp_path, command):
+    runner = CliRunner()
+    common = [command, "--n-images", "3", "--seed", "5", "--quiet"]
+    if command == "crops":
+        common += ["--per-image", "2", "--size", "32"]
+    assert runner.invoke(main, [*common, "-o", str(tmp_path / "single.h5")]).exit_code == 0
+    for i in range(2):
+        r = runner.invoke(main, [*common, "--shard", f"{i}/2", "-o", str(tmp_path / f"s{i}.h5")])
+        assert r.exit_code == 0, r.output
+    merge([tmp_path / "s0.h5", tmp_path / "s1.h5"], tmp_path / "merged.h5")
+    assert digests(tmp_path / "merged.h5") == digests(tmp_path / "single.h5")
