@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 from benchmarks_common import photo_512x384
-from rankgen.distortions import distort, load_recipe
+from rankgen.distortions import corrupt, distort, load_recipe
 
 # (ours, peer) at the middle of both scales: our level 3 of 4, their severity 3 of 5.
 PAIRS = [
@@ -53,11 +53,12 @@ for name in sys.argv[3:]:
     except Exception as exc:
         out[name] = f"{type(exc).__name__}: {exc}"
 checks = {}
-for label, fn in [("severity 0", lambda: corrupt(img, corruption_name="gaussian_noise", severity=0)),
-                  ("32x32 gaussian_blur", lambda: corrupt(img[:32, :32], corruption_name="gaussian_blur", severity=3)),
-                  ("grayscale HxW input", lambda: corrupt(img[..., 0], corruption_name="jpeg_compression", severity=3).shape)]:
+for label, fn in [("level/severity 0", lambda: corrupt(img, corruption_name="gaussian_noise", severity=0)),
+                  ("16x16 gaussian_blur", lambda: corrupt(img[:16, :16], corruption_name="gaussian_blur", severity=3)),
+                  ("grayscale HxW jpeg", lambda: corrupt(img[..., 0], corruption_name="jpeg_compression", severity=3))]:
     try:
-        checks[label] = f"ok {fn().shape if hasattr(fn(), 'shape') else fn()}"
+        result = fn()
+        checks[label] = f"returns {result.shape}" + (", unchanged" if result.shape == img.shape and (result == img).all() else "")
     except Exception as exc:
         checks[label] = f"{type(exc).__name__}: {exc}"
 print(json.dumps({"times": out, "checks": checks}))
@@ -107,9 +108,15 @@ def main() -> None:
         else:
             error = next(v for v in values if not isinstance(v, float))
             print(f"{name:22s} {peer:18s} {mine:10.1f} {'FAILS':>10s}  ({error[:70]})")
-    print("\n# peer behaviour the users asked about")
+    ours_checks = {}
+    for label, fn in [("level/severity 0", lambda: corrupt(img, "gaussian_noise", 0)),
+                      ("16x16 gaussian_blur", lambda: corrupt(img[:16, :16], "gaussian_blur", 3)),
+                      ("grayscale HxW jpeg", lambda: corrupt(img[..., 0], "jpeg", 3))]:
+        out = fn()
+        ours_checks[label] = f"returns {out.shape}" + (", unchanged" if out.shape == img.shape and (out == img).all() else "")
+    print("\n# what users asked about: rankgen.distortions.corrupt vs imagecorruptions.corrupt")
     for label, value in checks.items():
-        print(f"{label:22s} {value[:100]}")
+        print(f"{label:22s} rankgen: {ours_checks[label]:28s} imagecorruptions: {value[:80]}")
 
 
 if __name__ == "__main__":

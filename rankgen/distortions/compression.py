@@ -20,10 +20,11 @@ def jpeg(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarra
     """Encode with libjpeg(-turbo) at quality `param` (4:2:0 chroma, OpenCV's default), decode once."""
     quality = int(round(param))
     require(1 <= quality <= 100, "jpeg", f"quality must be in 1..100, got {param}")
-    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    # cvtColor rather than [..., ::-1] + a contiguous copy: same bytes, and it halves the call.
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise RuntimeError(f"OpenCV could not JPEG-encode a {image.shape} image")
-    return np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1])
+    return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 # The official rates are for TID2013's 512x384 images. A codestream cannot shrink below ~250 bytes
