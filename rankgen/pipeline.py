@@ -7,6 +7,9 @@ re-run skips them.
 
 from __future__ import annotations
 
+import collections
+import contextvars
+import itertools
 import json
 import multiprocessing as mp
 import os
@@ -79,6 +82,63 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+@dataclass(frozen=True)
+class Executor:
+    """Where jobs run: "local" (a process pool here) or "dask" (a Dask cluster; the writer stays here)."""
+
+    kind: str = "local"
+    scheduler: str | None = None  # tcp://HOST:8786; None with "dask" starts a LocalCluster
+
+
+EXECUTOR: contextvars.ContextVar[Executor] = contextvars.ContextVar("rankgen_executor", default=Executor())
+
+
+def _ordered_results(work, todo: list, workers: int):
+    executor = EXECUTOR.get()
+    if executor.kind == "dask":
+        yield from _dask_results(work, todo, workers, executor.scheduler)
+    elif workers > 1 and len(todo) > 1:
+        with mp.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
+            yield from pool.imap(work, todo, chunksize=1)
+    else:
+        yield from map(work, todo)
+
+
+def _dask_results(work, todo: list, workers: int, scheduler: str | None):
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise RankgenError("--executor dask needs Dask: pip install 'rankgen[dask]'") from None
+    cluster = None
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=30)
+        except OSError as exc:
+            raise RankgenError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    try:
+        # A bounded window of futures: results stream back in job order and memory stays flat
+        # however long the job list is.
+        window = 4 * max(1, len(client.scheduler_info()["workers"]))
+        pending: collections.deque = collections.deque()
+        jobs = iter(todo)
+        for job in itertools.islice(jobs, window):
+            pending.append(client.submit(work, job, pure=False))
+        while pending:
+            future = pending.popleft()
+            result = future.result()
+            future.release()
+            for job in itertools.islice(jobs, 1):
+                pending.append(client.submit(work, job, pure=False))
+            yield result
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 def run_jobs(
     jobs: Sequence,
     work: Callable[[object], JobResult],
@@ -104,8 +164,7 @@ def run_jobs(
     todo = list(jobs)[start:]
     t0 = time.perf_counter()
     bar = tqdm(total=len(jobs), initial=start, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
-    pool = mp.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) if workers > 1 and len(todo) > 1 else None
-    results = pool.imap(work, todo, chunksize=1) if pool else map(work, todo)
+    results = _ordered_results(work, todo, workers)
     done = start  # jobs whose rows are in the writer (committed or buffered)
     try:
         for result in results:
@@ -127,9 +186,7 @@ def run_jobs(
         raise
     finally:
         bar.close()
-        if pool:
-            pool.terminate()
-            pool.join()
+        results.close()
     return Summary(len(jobs), writer.n_done, time.perf_counter() - t0, skipped, notes, start)
 
 

@@ -105,3 +105,17 @@ def test_crowd_commands_shard_and_merge(tmp_path, command):
         assert r.exit_code == 0, r.output
     merge([tmp_path / "s0.h5", tmp_path / "s1.h5"], tmp_path / "merged.h5")
     assert digests(tmp_path / "merged.h5") == digests(tmp_path / "single.h5")
+
+
+def test_dask_local_cluster_gives_the_same_corpus(tmp_path, photos):
+    pytest.importorskip("distributed")
+    runner = CliRunner()
+    args = ["distort", "--dataset", "folder", "--root", str(photos), "--distortions", "jpeg,gaussian_noise",
+            "--levels", "3", "--quiet"]
+    r = runner.invoke(main, [*args, "--workers", "1", "-o", str(tmp_path / "local.h5")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(main, [*args, "--executor", "dask", "--workers", "2", "-o", str(tmp_path / "dask.h5")])
+    assert r.exit_code == 0, r.output
+    assert digests(tmp_path / "dask.h5") == digests(tmp_path / "local.h5")
+    r = runner.invoke(main, [*args, "--scheduler", "tcp://127.0.0.1:1", "-o", str(tmp_path / "x.h5")])
+    assert r.exit_code == 2 and "--executor dask" in r.output

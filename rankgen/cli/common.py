@@ -9,9 +9,8 @@ from pathlib import Path
 
 import click
 
-from ..corpus.writer import fingerprint  # noqa: F401  (commands build their fingerprint here)
 from ..errors import RankgenError
-from ..pipeline import Summary, default_workers
+from ..pipeline import EXECUTOR, Executor, Summary, default_workers
 
 
 def seed_option(f):
@@ -54,6 +53,29 @@ def shard_option(f):
                         help="Do only part I of N (numbered from 0) of the sources, as a self-contained file; "
                              "`rankgen merge` joins the N parts into what one run would have written. "
                              "For Slurm job arrays and Kubernetes indexed jobs (docs/distributed.md).")(f)
+
+
+def _set_executor(ctx, param, value):
+    if param.name == "executor":
+        ctx.meta["rankgen_executor"] = value
+    else:
+        ctx.meta["rankgen_scheduler"] = value
+    kind = ctx.meta.get("rankgen_executor", "local")
+    scheduler = ctx.meta.get("rankgen_scheduler")
+    if scheduler and kind != "dask":
+        raise click.BadParameter("--scheduler needs --executor dask")
+    EXECUTOR.set(Executor(kind, scheduler))
+    return value
+
+
+def executor_options(f):
+    f = click.option("--scheduler", metavar="ADDRESS", expose_value=False, callback=_set_executor, is_eager=False,
+                     help="Dask scheduler, e.g. tcp://HOST:8786 (default with --executor dask: a local cluster "
+                          "of --workers processes).")(f)
+    return click.option("--executor", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+                        expose_value=False, callback=_set_executor, is_eager=True,
+                        help="Where the per-image work runs: a local process pool, or a Dask cluster "
+                             "(pip install 'rankgen[dask]'); results stream back to this process, which writes.")(f)
 
 
 def progress_option(f):

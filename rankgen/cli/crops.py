@@ -19,8 +19,9 @@ from ..seeding import item_seed
 from ..sources import SOURCES, SourceItem
 from ..sources.crowd import list_items, read_crowd
 from . import main
-from .common import (command_line, echo_summary, guarded, on_error_option, output_option, overwrite_option,
-                     progress_option, resolve_workers, seed_option, shard_option, workers_option)
+from .common import (command_line, echo_summary, executor_options, guarded, on_error_option, output_option,
+                     overwrite_option, progress_option, resolve_workers, seed_option, shard_option,
+                     workers_option)
 
 CROP_COLUMNS = {"set": "int64", "rank": "int64", "source": "int64", "seed": "int64",
                 "box_x0": "float64", "box_y0": "float64", "box_x1": "float64", "box_y1": "float64",
@@ -165,6 +166,7 @@ def _count_check(counts: np.ndarray) -> str:
 @overwrite_option
 @on_error_option
 @shard_option
+@executor_options
 @progress_option
 @guarded
 def crops_command(dataset, root, split, n_images, k, s, r, size, per_image, limit, seed, workers, output, overwrite,
@@ -273,6 +275,7 @@ def generate_density(output, *, dataset="synthetic", root=None, split=None, n_im
 @overwrite_option
 @on_error_option
 @shard_option
+@executor_options
 @progress_option
 @guarded
 def density_command(dataset, root, split, n_images, sigma, stride, max_side, limit, seed, workers, output, overwrite,

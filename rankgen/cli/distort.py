@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from . import main
-from .common import (command_line, compression_option, echo_summary, guarded, on_error_option, output_option, overwrite_option,
-                     progress_option, resolve_workers, seed_option, shard_option, workers_option)
+from .common import (command_line, compression_option, echo_summary, executor_options, guarded,
+                     on_error_option, output_option, overwrite_option, progress_option, resolve_workers,
+                     seed_option, shard_option, workers_option)
 
 
 @main.command()
@@ -30,6 +31,7 @@ from .common import (command_line, compression_option, echo_summary, guarded, on
 @on_error_option
 @compression_option
 @shard_option
+@executor_options
 @progress_option
 @guarded
 def distort(dataset, root, recipe, distortions, levels, crop, crops_per_image, limit, seed, workers, output,
