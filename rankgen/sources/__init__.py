@@ -21,10 +21,32 @@ class SourceItem:
     meta: dict = field(default_factory=dict, compare=False)
 
 
+BAD_NAME = "bad_name"
+
+
+def file_item(id: str, path, **meta) -> SourceItem:
+    """A SourceItem for a file on disk.
+
+    A file name that is not valid UTF-8 cannot be stored in HDF5 or printed, so such an item is
+    listed under a printable spelling and fails when read: the run skips it and says how to fix it,
+    instead of crashing in the writer.
+    """
+    from .images import printable
+
+    shown_id, shown_path = printable(id), printable(path)
+    if shown_id == id and shown_path == str(path):
+        return SourceItem(id=id, path=str(path), meta=meta)
+    return SourceItem(id=shown_id, path=shown_path, meta={**meta, BAD_NAME: True})
+
+
 def read_image(item: SourceItem):
     """(RGB uint8 image, notes) for any SourceItem; raises BadImage with a clear message."""
+    from ..errors import BadImage
     from .photos import read_photo
 
+    if item.meta.get(BAD_NAME):
+        raise BadImage(f"{item.path}: file name is not valid UTF-8 (shown with \\x escapes); rename the file, e.g. "
+                       "convmv -f latin1 -t utf8 --notest -r <folder>")
     return read_photo(item.path)
 
 

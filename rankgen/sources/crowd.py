@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import BadImage, RankgenError
 from ..seeding import rng_for
-from . import SOURCES, SourceItem, read_image
+from . import SOURCES, SourceItem, file_item, read_image
 from .images import EXTENSIONS
 
 SYNTHETIC = "synthetic:"
@@ -123,10 +123,8 @@ def _shanghaitech(root, split, part: str) -> list[SourceItem]:
         )
     folder = base / f"{split}_data"
     return [
-        SourceItem(
-            id=p.relative_to(root).as_posix(), path=str(p),
-            meta={"ann": str(folder / "ground-truth" / f"GT_{p.stem}.mat"), "key": "image_info", "split": split},
-        )
+        file_item(p.relative_to(root).as_posix(), p,
+                  ann=str(folder / "ground-truth" / f"GT_{p.stem}.mat"), key="image_info", split=split)
         for p in _images(folder / "images")
     ]
 
@@ -150,10 +148,7 @@ def ucf_cc_50(root=None, split=None) -> list[SourceItem]:
     files = _images(root)
     if not files:
         raise RankgenError(f"no images under {root}; expected {root}/1.jpg and {root}/1_ann.mat")
-    return [
-        SourceItem(id=p.name, path=str(p), meta={"ann": str(root / f"{p.stem}_ann.mat"), "key": "annPoints", "split": split})
-        for p in files
-    ]
+    return [file_item(p.name, p, ann=str(root / f"{p.stem}_ann.mat"), key="annPoints", split=split) for p in files]
 
 
 @SOURCES.register("ucf-qnrf", kind="crowd",
@@ -164,11 +159,8 @@ def ucf_qnrf(root=None, split=None) -> list[SourceItem]:
     folder = root / split.capitalize()
     if not folder.is_dir():
         raise RankgenError(f"{root} does not look like UCF-QNRF: expected {folder}/img_0001.jpg and img_0001_ann.mat")
-    return [
-        SourceItem(id=f"{folder.name}/{p.name}", path=str(p),
-                   meta={"ann": str(folder / f"{p.stem}_ann.mat"), "key": "annPoints", "split": split})
-        for p in _images(folder)
-    ]
+    return [file_item(f"{folder.name}/{p.name}", p, ann=str(folder / f"{p.stem}_ann.mat"), key="annPoints", split=split)
+            for p in _images(folder)]
 
 
 # -- embedded synthetic crowds ---------------------------------------------------------------------

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RankgenError
-from . import SOURCES, SourceItem
+from . import SOURCES, SourceItem, file_item
 from .images import EXTENSIONS, load_rgb
 
 SKIMAGE = "skimage:"
@@ -55,12 +55,14 @@ def _require_dir(root, dataset: str, example: str) -> Path:
 @SOURCES.register("folder", kind="images", help="any folder of JPEG/PNG/BMP/TIFF/WebP images, searched recursively")
 def folder(root=None) -> list[SourceItem]:
     root = _require_dir(root, "folder", "~/photos")
+    # Not is_file(): a broken or looping symbolic link is listed, so the run reports it instead of
+    # silently dropping it; only folders (even one named x.jpg) are left out.
     files = sorted(
-        p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and not p.name.startswith(".") and p.is_file()
+        p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and not p.name.startswith(".") and not p.is_dir()
     )
     if not files:
         raise RankgenError(f"no images ({', '.join(EXTENSIONS)}) under {root}")
-    return [SourceItem(id=p.relative_to(root).as_posix(), path=str(p)) for p in files]
+    return [file_item(p.relative_to(root).as_posix(), p) for p in files]
 
 
 @SOURCES.register("waterloo", kind="images",
@@ -79,4 +81,4 @@ def waterloo(root=None) -> list[SourceItem]:
     files = sorted(p for p in pristine.iterdir() if p.suffix.lower() == ".bmp")
     if not files:
         raise RankgenError(f"no .bmp files in {pristine}")
-    return [SourceItem(id=p.stem, path=str(p)) for p in files]
+    return [file_item(p.stem, p) for p in files]
