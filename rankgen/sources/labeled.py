@@ -11,6 +11,7 @@ so a wrong --root fails before any work starts.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -84,6 +85,10 @@ def _find(folder: Path, name: str) -> Path:
 def _check_present(items: list[SourceItem], dataset: str, listed_in: Path) -> list[SourceItem]:
     if not items:
         raise RankgenError(f"{listed_in} lists no images for --dataset {dataset}")
+    folders = [it.path for it in items if Path(it.path).is_dir()]
+    if folders:
+        raise RankgenError(f"--dataset {dataset}: {folders[0]} (listed in {listed_in}) is a folder, not an image file; "
+                           "list the image files themselves")
     missing = [it.path for it in items if not Path(it.path).is_file()]
     if missing:
         raise RankgenError(
@@ -108,8 +113,18 @@ def _item(id: str, path: Path, score: float, published: float, ref: str, distort
                                                    "distortion": distortion, "level": level})
 
 
+def _csv_text(path: Path) -> io.StringIO:
+    """The CSV's text, or a message naming the file when it is not UTF-8 (csv would raise mid-listing)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return io.StringIO(f.read(), newline="")
+    except UnicodeDecodeError as exc:
+        raise RankgenError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                           "save the CSV as UTF-8") from None
+
+
 def _csv_rows(path: Path, columns: tuple[str, ...], dataset: str) -> list[tuple[int, dict]]:
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with _csv_text(path) as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in reader.fieldnames or []]
         lacking = [c for c in columns if c not in header]
@@ -279,7 +294,7 @@ def csv_scores(root=None) -> list[SourceItem]:
         raise RankgenError("--dataset csv needs --root: the CSV file of path,score rows, e.g. --root ~/my_scores.csv")
     table = Path(root).expanduser()
     _file(table, "csv", "--root to be a CSV file of path,score rows")
-    with open(table, newline="", encoding="utf-8-sig") as f:
+    with _csv_text(table) as f:
         rows = [(i, [c.strip() for c in row]) for i, row in enumerate(csv.reader(f), start=1) if any(c.strip() for c in row)]
     header = ["path", "score"]
     if rows and {"path", "score"} & {c.lower() for c in rows[0][1]}:
