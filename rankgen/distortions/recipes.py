@@ -120,14 +120,19 @@ def _fail(recipe: str, key: str, message: str) -> RankgenError:
 
 
 def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def parse_table(recipe: str, name: str, spec: object) -> Table:
     key = f"distortions.{name}"
     if not isinstance(spec, dict):
         raise _fail(recipe, key, "must be a mapping with params (and optionally scale, integer, note)")
-    unknown = sorted(set(spec) - TABLE_KEYS)
+    unknown = sorted(set(spec) - TABLE_KEYS, key=str)  # key=str: YAML keys may mix numbers and text
     if unknown:
         raise _fail(recipe, f"{key}.{unknown[0]}", f"unknown key; allowed: {', '.join(sorted(TABLE_KEYS))}")
     values = spec.get("params")
@@ -159,6 +164,8 @@ def _domain_error(name: str, value: float) -> str | None:
         distort(probe, name, value, np.random.default_rng(0))
     except RankgenError as error:
         return str(error)
+    except Exception as error:  # noqa: BLE001  e.g. OpenCV refusing a huge kernel: still the table's fault
+        return f"{value:g} does not work ({type(error).__name__}: {error}); use a value in the distortion's range"
     return None
 
 
@@ -175,9 +182,11 @@ def parse_recipe(name: str, text: str) -> Recipe:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise RankgenError(f"recipe {name!r} is not valid YAML: {error}") from None
+    except RecursionError:
+        raise RankgenError(f"recipe {name!r} is nested too deeply to be a recipe") from None
     if not isinstance(data, dict):
         raise RankgenError(f"recipe {name!r} must be a mapping with a 'distortions' table")
-    unknown = sorted(set(data) - TOP_KEYS)
+    unknown = sorted(set(data) - TOP_KEYS, key=str)
     if unknown:
         raise _fail(name, unknown[0], f"unknown key; allowed: {', '.join(sorted(TOP_KEYS))}")
     specs = data.get("distortions")
@@ -210,4 +219,8 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     if not path.is_file():
         known = ", ".join(available_recipes()) or "none"
         raise RankgenError(f"no recipe {text_form!r} (looked for {path}); recipes in {RECIPES_DIR}: {known}")
-    return parse_recipe(path.stem, path.read_text(encoding="utf-8"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise RankgenError(f"recipe {text_form!r} is not UTF-8 text (byte {error.start}); save it as UTF-8 YAML") from None
+    return parse_recipe(path.stem, text)
