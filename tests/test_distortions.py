@@ -20,8 +20,14 @@ from rankgen.errors import BadImage, RankgenError
 
 NAMES = DISTORTIONS.names()
 TID = load_recipe("tid2013")
-# Registered types allowed outside tid2013.yaml, each with the reason. None so far.
-NOT_IN_TID2013: dict[str, str] = {}
+# tid2013-full.yaml: tid2013.yaml's tables plus the seven types RankIQA could not generate.
+FULL = load_recipe("tid2013-full")
+# Registered types allowed outside tid2013.yaml, each with the reason.
+NOT_IN_TID2013: dict[str, str] = {
+    name: "approximates a type RankIQA could not generate; in tid2013-full.yaml"
+    for name in ("spatially_correlated_noise", "masked_noise", "jpeg_transmission_errors",
+                 "jpeg2000_transmission_errors", "comfort_noise", "noisy_image_compression", "sparse_sampling")
+}
 # quantization_noise has 7 whole threshold counts (9..3), so at most 8 levels.
 TOO_FEW_INTEGERS = {("quantization_noise", 9)}
 SIZES = ((128, 96), (256, 192))
@@ -55,7 +61,7 @@ def _rng(seed: int, level: int = 0) -> np.random.Generator:
 
 def _quality_curve(name: str, image: np.ndarray, n_levels: int, seed: int) -> list[float]:
     measure = METRICS[DISTORTIONS.entry(name).info["metric"]]
-    params = TID.params(name, n_levels)
+    params = FULL.params(name, n_levels)
     # Independent streams per level, as a corpus derives them, so nothing relies on shared noise.
     return [measure(image, image)] + [
         measure(image, distort(image, name, p, _rng(seed, level))) for level, p in enumerate(params, 1)
@@ -75,13 +81,15 @@ def test_tid_aliases():
     assert DISTORTIONS.canonical("tid08") == "gaussian_blur"
     assert DISTORTIONS.canonical("tid16") == "mean_shift"
     assert DISTORTIONS.canonical("tid17") == "contrast_decrease"
-    assert len(NAMES) == 19
+    assert DISTORTIONS.canonical("tid12") == "jpeg_transmission_errors"
+    assert len(NAMES) == 26
+    assert sorted({DISTORTIONS.entry(n).info["tid"] for n in FULL.names}) == list(range(1, 25))
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_shape_dtype_and_input_untouched(name):
     image = photo("chelsea", (128, 96))
-    for param in TID.params(name, 5):
+    for param in FULL.params(name, 5):
         out = distort(image, name, param, _rng(0))
         assert out.shape == image.shape and out.dtype == np.uint8
 
@@ -89,7 +97,7 @@ def test_shape_dtype_and_input_untouched(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_determinism_by_seed(name):
     image = photo("coffee", (128, 96))
-    param = TID.params(name, 5)[1]
+    param = FULL.params(name, 5)[1]
     first = distort(image, name, param, _rng(7)).tobytes()
     assert distort(image, name, param, _rng(7)).tobytes() == first
     other = distort(image, name, param, _rng(8)).tobytes()
@@ -99,6 +107,7 @@ def test_determinism_by_seed(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_every_type_is_in_tid2013_recipe(name):
     assert name in TID.names or name in NOT_IN_TID2013
+    assert name in FULL.names
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -129,10 +138,10 @@ def test_table_levels_are_the_recipe_values_and_exclude_the_reference():
 def test_interpolated_schedules_are_strictly_monotone(name, n_levels):
     if (name, n_levels) in TOO_FEW_INTEGERS:
         with pytest.raises(RankgenError, match=name):
-            TID.params(name, n_levels)
+            FULL.params(name, n_levels)
         return
-    params = TID.params(name, n_levels)
-    table = TID.table(name).values
+    params = FULL.params(name, n_levels)
+    table = FULL.table(name).values
     assert len(params) == n_levels - 1
     assert min(table) <= min(params) and max(params) <= max(table)
     if n_levels > 2:
@@ -199,7 +208,7 @@ def test_small_and_flat_images_do_not_crash(name):
     small = np.ascontiguousarray(photo("astronaut", (128, 96))[:32, :32])
     flat = np.full((40, 48, 3), 128, dtype=np.uint8)
     for image in (small, flat):
-        for param in TID.params(name, 5):
+        for param in FULL.params(name, 5):
             assert distort(image, name, param, _rng(3)).shape == image.shape
 
 
@@ -251,6 +260,11 @@ def test_recipe_by_path_and_by_name(tmp_path):
     assert recipe.tid("tid10") == 10
     with pytest.raises(RankgenError, match="tid2013"):
         load_recipe("no_such_recipe")
+
+
+def test_full_recipe_keeps_the_tid2013_tables():
+    for name in TID.names:
+        assert FULL.table(name) == TID.table(name)
 
 
 def test_live_recipe_has_the_four_live_types_with_the_tid2013_tables():
