@@ -85,8 +85,8 @@ def load_points(mat_path: str | Path, key: str) -> np.ndarray:
         mat = scipy.io.loadmat(mat_path)
     except NotImplementedError:
         mat = _load_v73(mat_path, key)
-    except (ValueError, OSError, TypeError) as exc:
-        raise BadImage(f"{mat_path}: not a readable .mat file ({exc}); re-download it") from None
+    except Exception as exc:  # noqa: BLE001  scipy raises whatever a damaged header trips on (IndexError, zlib.error, ...)
+        raise BadImage(f"{mat_path}: not a readable .mat file ({type(exc).__name__}: {exc}); re-download it") from None
     if key not in mat:
         keys = ", ".join(k for k in mat if not k.startswith("__")) or "none"
         raise BadImage(f"{mat_path}: no {key!r} in this .mat file (it has: {keys}); is --dataset right?")
