@@ -12,7 +12,7 @@ from .corpus.writer import fingerprint
 from .corpus import schema as S
 from .distortions import DISTORTIONS, distort, load_recipe
 from .errors import BadImage, RankgenError
-from .pipeline import JobResult, Summary, run_jobs, shard_jobs
+from .pipeline import JobResult, Summary, nothing_usable, run_jobs, shard_jobs
 from .seeding import item_seed, rng_for
 from .sources import SOURCES, SourceItem, read_image
 
@@ -145,7 +145,7 @@ def generate(
         summary = run_jobs(jobs, distort_source, writer, workers=workers, desc="distort", unit="img",
                            progress=progress, on_error=on_error)
         if summary.rows == 0 and jobs:
-            raise RankgenError("no source image could be used; see the skipped files above")
+            raise nothing_usable(summary)
         groups = build_groups(writer.read_column("ref"), writer.read_column("distortion"),
                               writer.read_column("level"), writer.read_column("crop"), names, levels)
         table = np.full((len(names), levels), np.nan)

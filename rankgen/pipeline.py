@@ -56,6 +56,14 @@ class Summary:
         return out
 
 
+def nothing_usable(summary: Summary, what: str = "source image") -> RankgenError:
+    """The error for a run whose every source was skipped, with the reasons: the summary that would
+    list them is never printed, because the command stops."""
+    shown = summary.skipped[:5]
+    more = f"\n  ... and {len(summary.skipped) - len(shown)} more" if len(summary.skipped) > len(shown) else ""
+    return RankgenError(f"no {what} could be used; skipped:" + "".join(f"\n  {s}" for s in shown) + more)
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """'I/N' -> (I, N) with 0 <= I < N: this machine's part of the job list."""
     if text is None:

@@ -21,7 +21,7 @@ from ..corpus import schema as S
 from ..corpus.writer import fingerprint
 from ..errors import BadImage, RankgenError
 from ..fr_metrics import SCORES, open_corpus, score_corpus
-from ..pipeline import JobResult, Summary, run_jobs
+from ..pipeline import JobResult, Summary, nothing_usable, run_jobs
 from ..sources import SOURCES, SourceItem, read_image
 from ..sources import labeled
 from . import main
@@ -158,7 +158,7 @@ def write_annotated(output, listing: Listing, settings: model.Settings, *, worke
         summary = run_jobs(jobs, annotate_item, writer, workers=workers, desc="annotate", unit="img",
                            commit_every=64, progress=progress, on_error=on_error)
         if summary.rows == 0:
-            raise RankgenError("no image could be used; see the skipped files above")
+            raise nothing_usable(summary, "image")
         groups, group_annotator, group_split = build_groups(
             writer.read_column("annotator"), writer.read_column("split"), writer.read_column("score"), settings.annotators)
         writer.finish(

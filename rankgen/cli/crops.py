@@ -14,7 +14,7 @@ from ..corpus import CorpusWriter
 from ..corpus import schema as S
 from ..corpus.writer import fingerprint
 from ..errors import BadImage, RankgenError
-from ..pipeline import JobResult, parse_shard, run_jobs, shard_jobs
+from ..pipeline import JobResult, nothing_usable, parse_shard, run_jobs, shard_jobs
 from ..seeding import item_seed
 from ..sources import SOURCES, SourceItem
 from ..sources.crowd import list_items, read_crowd
@@ -128,7 +128,7 @@ def generate_crops(output, *, dataset="synthetic", root=None, split=None, n_imag
         summary = run_jobs(jobs, crop_source, writer, workers=workers, desc="crops", unit="img",
                            progress=progress, on_error=on_error, commit_every=2)
         if summary.rows == 0 and jobs:
-            raise RankgenError("no source image could be used; see the skipped files above")
+            raise nothing_usable(summary)
         rank = writer.read_column("rank")
         # Rows arrive whole sets at a time, ranks 0..k-1, so set g is rows g*k .. g*k+k-1.
         if len(rank) % k or (rank.reshape(-1, k) != np.arange(k)).any():
@@ -253,7 +253,7 @@ def generate_density(output, *, dataset="synthetic", root=None, split=None, n_im
         summary = run_jobs(jobs, density_source, writer, workers=workers, desc="density", unit="img",
                            progress=progress, on_error=on_error)
         if summary.rows == 0 and jobs:
-            raise RankgenError("no source image could be used; see the skipped files above")
+            raise nothing_usable(summary)
         writer.finish(tables=_source_tables(items))
     return summary
 
