@@ -140,6 +140,8 @@ def _check_recipe(tmp_path, raw: bytes) -> None:
 
 @FUZZ
 @given(doc=documents)
+@example(doc={"": None, 0: None})  # unknown keys of mixed types once made sorted() raise TypeError
+@example(doc={"distortions": {"gaussian_blur": {"params": [7, 10**30]}}})
 def test_yaml_documents_parse_or_raise_rankgen_error(tmp_path, doc):
     _check_recipe(tmp_path, yaml.safe_dump(doc, allow_unicode=True).encode())
 
