@@ -69,6 +69,31 @@ def throughput(tmp: Path, n_sources: int) -> None:
     print(f"speed-up 2 vs 1 workers: {rates[2] / rates[1]:.2f}x (cores available: {len(os.sched_getaffinity(0))})")
 
 
+def writer_throughput(tmp: Path, n_images: int = 120) -> None:
+    """The single writing process caps corpus throughput whatever --workers is: measure that cap."""
+    from rankgen.corpus import CorpusWriter
+    from rankgen.distortions import corrupt
+
+    base = photo_512x384()
+    names = ["gaussian_noise", "jpeg", "gaussian_blur", "jpeg2000", "contrast_decrease", "block_wise"]
+    images = [corrupt(base, names[i % len(names)], 1 + i % 4, seed=i) for i in range(24)]
+    print(f"\n## writer alone: {n_images} distorted 512x384 images (HDF5 filter on the pixels)")
+    for compression in ("lzf", "gzip", None):
+        out = tmp / f"writer-{compression}.h5"
+        t = time.perf_counter()
+        w = CorpusWriter(out, "distort", columns={"i": "int64"}, ragged={"image": ("uint8", 3)}, attrs={},
+                         fingerprint=str(compression), compression=compression, overwrite=True)
+        for i in range(n_images):
+            w.append([{"i": i, "image": images[i % len(images)]}])
+            if i % 8 == 7:
+                w.commit()
+        w.finish()
+        dt = time.perf_counter() - t
+        raw = n_images * base.nbytes
+        print(f"{str(compression):5s}: {n_images / dt:6.1f} images/s, {raw / dt / 1e6:6.1f} MB/s of pixels, "
+              f"file {os.path.getsize(out) / raw:5.1%} of raw")
+
+
 def peak_memory(tmp: Path) -> None:
     print("\n## peak memory (max RSS of a fresh process, 1 worker)")
     for n in (4, 16):
@@ -92,6 +117,7 @@ def main() -> None:
     per_call(args.repeat)
     with tempfile.TemporaryDirectory() as tmp:
         throughput(Path(tmp), args.sources)
+        writer_throughput(Path(tmp))
         peak_memory(Path(tmp))
 
 
