@@ -115,6 +115,14 @@ def test_certainty_of_nested_crops(corpora, model, expected):
     assert c == pytest.approx(np.full(len(pool.names), expected))
 
 
+def test_generators_follow_the_units_own_distortion():
+    cfg = A.load_config(None, ["active.distortions=[jpeg]"])
+    assert A._generators(cfg, "tid08") == ["gaussian_blur"]
+    # TID2013's published names map by type number; types rankgen lacks fall back to the list.
+    assert A._generators(cfg, "additive_gaussian_noise") == ["gaussian_noise"]
+    assert A._generators(cfg, "comfort_noise") == ["jpeg"]
+
+
 # -- the cycle loop through the CLI --------------------------------------------------------------------
 def _invoke(*args):
     return CliRunner().invoke(main, ["active", *args], catch_exceptions=False)

@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -214,13 +215,22 @@ class Pool:
 
 
 def _generators(cfg: dict, own: str) -> list[str]:
-    """The unit's own distortion when the recipe has it (names or aliases), else the configured list."""
+    """The unit's own distortion when the recipe has it (by name or alias, or for TID2013's long names
+    by type number), else the configured list."""
+    from rankgen.sources.labeled import TID2013_TYPES
+
     recipe = load_recipe(cfg["active"]["recipe"])
     try:
         recipe.table(own)
+        return [DISTORTIONS.canonical(own)]
     except RankgenError:
-        return list(cfg["active"]["distortions"])
-    return [DISTORTIONS.canonical(own)]
+        pass
+    if own in TID2013_TYPES:
+        tid = TID2013_TYPES.index(own) + 1
+        same = [n for n in recipe.names if DISTORTIONS.entry(n).info.get("tid") == tid]
+        if same:
+            return same[:1]
+    return list(cfg["active"]["distortions"])
 
 
 def iqa_pool(cfg: dict) -> Pool:
@@ -309,12 +319,17 @@ def _check_pool(cfg: dict, names: list[str], test: np.ndarray) -> None:
 
 
 # -- ranked sets generated on the fly ------------------------------------------------------------------
+@lru_cache(maxsize=None)
+def _params(recipe: str, name: str, levels: int) -> tuple[float, ...]:
+    """Parsing a recipe probes every parameter; once per run is enough."""
+    return tuple(load_recipe(recipe).params(name, levels))
+
+
 def iqa_sets(pool: Pool, unit: int, cfg: dict, n_sets: int, rng: np.random.Generator) -> np.ndarray:
     """(n_sets, levels, p, p, 3) uint8: a random p x p window of a member image, then that window
     distorted at the recipe's parameters, mildest first. The window is distorted as an image of its
     own (like `rankgen distort --crop`), which costs p^2 per image whatever the image size."""
     a, p = cfg["active"], cfg["data"]["patch"]
-    recipe = load_recipe(a["recipe"])
     members = rng.permutation(pool.units[unit])
     gens = pool.generators[unit]
     out = np.empty((n_sets, a["levels"], p, p, 3), np.uint8)
@@ -325,7 +340,7 @@ def iqa_sets(pool: Pool, unit: int, cfg: dict, n_sets: int, rng: np.random.Gener
         window = np.ascontiguousarray(img[y : y + p, x : x + p])
         name = gens[s % len(gens)]
         out[s, 0] = window
-        for k, param in enumerate(recipe.params(name, a["levels"]), start=1):
+        for k, param in enumerate(_params(a["recipe"], name, a["levels"]), start=1):
             out[s, k] = distort(window, name, param, np.random.default_rng(rng.integers(2**63)))
     return out
 
