@@ -27,7 +27,7 @@ def main():
 
 
 # Each module adds its commands to `main` when imported.
-COMMAND_MODULES = ("distort", "crops", "annotate", "inspect")
+COMMAND_MODULES = ("distort", "crops", "annotate", "inspect", "verify")
 
 for _name in COMMAND_MODULES:
     importlib.import_module(f"{__name__}.{_name}")
