@@ -1,7 +1,7 @@
 """Distortions: DISTORTIONS registry of f(image, param, rng) -> image, and the recipes that map levels
 to parameters. Importing the package registers every type."""
 
-from . import blur, colour, compression, noise, noisy_coding, sampling, shaped_noise, spatial, transmission  # noqa: F401  (registration side effects)
+from . import blur, colour, compression, kadid, noise, noisy_coding, sampling, shaped_noise, spatial, transmission  # noqa: F401  (registration side effects)
 from .base import DISTORTIONS, distort
 from .convenience import corrupt
 from .metrics import METRICS, metric
