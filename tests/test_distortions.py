@@ -32,7 +32,7 @@ KADID = load_recipe("kadid10k")
 # Types registered for KADID-10k only; they take their tables from kadid10k.yaml.
 KADID_ONLY = sorted(n for n in NAMES if DISTORTIONS.entry(n).info["tid"] == 0)
 RECIPE = {name: FULL if name in FULL.names else KADID for name in NAMES}
-# Whole-pixel blocks: at 9 levels a 7 px block can beat 6 px on a 96-px-high image (divisibility).
+# Nested blocks (2, 4, 8, 16, 32 px) at the table levels only; 9 levels interpolate sides that do not nest.
 NOT_MONOTONE_AT_9 = {"pixelate"}
 # quantization_noise has 7 whole threshold counts (9..3), so at most 8 levels.
 TOO_FEW_INTEGERS = {("quantization_noise", 9)}
