@@ -10,7 +10,7 @@ import numpy as np
 from .corpus import CorpusWriter
 from .corpus.writer import fingerprint
 from .corpus import schema as S
-from .distortions import DISTORTIONS, distort, load_recipe
+from .distortions import DISTORTIONS, distort_recorded, load_recipe
 from .errors import BadImage, RankgenError
 from .pipeline import JobResult, Summary, nothing_usable, run_jobs, shard_jobs
 from .seeding import item_seed, rng_for
@@ -19,7 +19,7 @@ from .sources import SOURCES, SourceItem, read_image
 REFERENCE = "reference"
 
 COLUMNS = {"ref": "int64", "distortion": "str", "tid": "int64", "level": "int64", "param": "float64",
-           "seed": "int64", "crop": "int64"}
+           "seed": "int64", "crop": "int64", "attempts": "int64"}
 RAGGED = {"image": ("uint8", 3)}
 
 
@@ -62,13 +62,13 @@ def distort_source(job: DistortJob) -> JobResult:
     for c, view in views:
         view = np.ascontiguousarray(view)
         rows.append({"ref": job.index, "distortion": REFERENCE, "tid": 0, "level": 0, "param": float("nan"),
-                     "seed": 0, "crop": c, "image": view})
+                     "seed": 0, "crop": c, "attempts": 0, "image": view})
         for name, tid, params in zip(job.names, job.tids, job.params):
             for level, param in enumerate(params, start=1):
                 seed = item_seed(job.seed, job.item.id, name, level, c)
-                out = distort(view, name, param, np.random.default_rng(seed))
+                out, attempts = distort_recorded(view, name, param, np.random.default_rng(seed))
                 rows.append({"ref": job.index, "distortion": name, "tid": tid, "level": level, "param": param,
-                             "seed": seed, "crop": c, "image": out})
+                             "seed": seed, "crop": c, "attempts": attempts, "image": out})
     return JobResult(rows=rows, notes=notes)
 
 

@@ -207,3 +207,20 @@ def test_stored_seed_replays_the_item(tmp_path, photos):
         for i in row[1:]:
             again = distort(reference, names[i], params[i], np.random.default_rng(int(seeds[i])))
             assert again.tobytes() == c.image(i).tobytes()
+
+
+def test_retry_counts_are_recorded(tmp_path, photos):
+    from rankgen.distortions import distort, distort_recorded
+
+    out = tmp_path / "tx.h5"
+    generate(out, dataset="folder", root=str(photos), recipe="tid2013-full",
+             distortions=("jpeg_transmission_errors", "jpeg"), levels=3, progress=False)
+    c = Corpus(out)
+    attempts, level, names = c.column("attempts"), c.column("level"), c.column("distortion")
+    assert (attempts[level == 0] == 0).all() and (attempts[level > 0] >= 1).all()
+    assert (attempts[names == "jpeg"] == 1).all()
+    img = c.image(int(c.groups[0, 0]))
+    for name in ("jpeg_transmission_errors", "jpeg2000_transmission_errors", "gaussian_noise"):
+        a, n = distort_recorded(img, name, 0.2 if "transmission" in name else 0.01, np.random.default_rng(3))
+        assert n >= 1 and a.tobytes() == distort(img, name, 0.2 if "transmission" in name else 0.01,
+                                                 np.random.default_rng(3)).tobytes()

@@ -3,8 +3,8 @@ to parameters. Importing the package registers every type."""
 
 from . import blur, colour, compression, kadid, noise, noisy_coding, sampling, shaped_noise, spatial, transmission  # noqa: F401  (registration side effects)
 from .base import DISTORTIONS, distort
-from .convenience import corrupt
+from .convenience import corrupt, distort_recorded
 from .metrics import METRICS, metric
 from .recipes import Recipe, load_recipe
 
-__all__ = ["DISTORTIONS", "METRICS", "Recipe", "corrupt", "distort", "load_recipe", "metric"]
+__all__ = ["DISTORTIONS", "METRICS", "Recipe", "corrupt", "distort", "distort_recorded", "load_recipe", "metric"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import RankgenError
-from .base import MIN_SIDE, distort
+from .base import DISTORTIONS, MIN_SIDE, check_image, distort
 from .recipes import load_recipe
 from ..seeding import rng_for
 
@@ -37,3 +37,15 @@ def corrupt(image: np.ndarray, name: str, level: int, *, levels: int = 5, recipe
         luma = np.rint(out.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
         out = np.clip(luma, 0, 255).astype(np.uint8).reshape(image.shape)
     return out
+
+
+def distort_recorded(image: np.ndarray, name: str, param: float, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """`distort`, plus how many damage draws the item needed: types that can produce an undecodable
+    codestream retry with the same generator (docs/distortions.md); every other type needs 1."""
+    from .transmission import RETRYING
+
+    canonical = DISTORTIONS.canonical(name)
+    if canonical not in RETRYING:
+        return distort(image, canonical, param, rng), 1
+    check_image(image)
+    return RETRYING[canonical](image, float(param), rng)

@@ -121,13 +121,13 @@ def jpeg_transmission_errors(image: np.ndarray, param: float, rng: np.random.Gen
     A decoder that meets a restart marker early fills the rest of the interval with zero
     coefficients and resynchronises: each lost interval shows as a flat grey 16x16 block.
     """
-    require(0 < param <= 1, "jpeg_transmission_errors", f"share of lost restart intervals must be in (0, 1], got {param}")
     out, _ = jpeg_transmission_errors_attempts(image, param, rng)
     return out
 
 
 def jpeg_transmission_errors_attempts(image: np.ndarray, share: float, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """The distorted image and how many damage draws it took to get a decodable stream."""
+    require(0 < share <= 1, "jpeg_transmission_errors", f"share of lost restart intervals must be in (0, 1], got {share}")
     stream = jpeg_with_restarts(image)
     return with_retries(lambda r: decode_jpeg(lose_restart_intervals(stream, share, r)), rng)
 
@@ -191,13 +191,13 @@ def jpeg2000_transmission_errors(image: np.ndarray, param: float, rng: np.random
 
     A damaged tile keeps only its luma at quarter resolution: a blurred, colourless patch.
     """
-    require(0 < param <= 1, "jpeg2000_transmission_errors", f"share of damaged tiles must be in (0, 1], got {param}")
     out, _ = jpeg2000_transmission_errors_attempts(image, param, rng)
     return out
 
 
 def jpeg2000_transmission_errors_attempts(image: np.ndarray, share: float, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """The distorted image and how many damage draws it took to get a decodable codestream."""
+    require(0 < share <= 1, "jpeg2000_transmission_errors", f"share of damaged tiles must be in (0, 1], got {share}")
     with tempfile.TemporaryDirectory(prefix="rankgen-j2k-") as folder:
         clean, broken = Path(folder) / "clean.j2k", Path(folder) / "damaged.j2k"
         side = j2k_tile_side(image.shape)
@@ -216,3 +216,11 @@ def jpeg2000_transmission_errors_attempts(image: np.ndarray, share: float, rng: 
             return np.ascontiguousarray(decoded, dtype=np.uint8)
 
         return with_retries(attempt, rng)
+
+
+# Types whose damage can make a codestream undecodable: name -> f(image, param, rng) -> (image,
+# attempts), so corpora can record how many draws each item needed (rankgen.distortions.distort_recorded).
+RETRYING = {
+    "jpeg_transmission_errors": jpeg_transmission_errors_attempts,
+    "jpeg2000_transmission_errors": jpeg2000_transmission_errors_attempts,
+}
