@@ -16,7 +16,8 @@ from .common import (command_line, compression_option, echo_summary, executor_op
                    "See `rankgen list sources`.")
 @click.option("--root", type=click.Path(), help="Folder of the dataset (folder, waterloo).")
 @click.option("--recipe", default="tid2013", show_default=True,
-              help="Distortion table: a name in data_recipes/ (tid2013, live) or a YAML path.")
+              help="Distortion table: a name in data_recipes/ (tid2013: the paper's 17 types; tid2013-full: all 24; "
+                   "live: LIVE's 4; kadid10k: KADID-10k's 25) or a YAML path. `rankgen list recipes`.")
 @click.option("--distortions", help="Comma-separated subset of the recipe (names or aliases like tid08). Default: all.")
 @click.option("--levels", default=5, show_default=True, type=int,
               help="Levels per series including the pristine reference (level 0). 5 = the paper's four "
@@ -44,7 +45,8 @@ def distort(dataset, root, recipe, distortions, levels, crop, crops_per_image, l
 
     \b
     Examples:
-      rankgen distort                                      # samples, 17 TID2013 types, 5 levels
+      rankgen distort                                      # samples, the paper's 17 TID2013 types, 5 levels
+      rankgen distort --recipe tid2013-full -o all24.h5    # all 24 TID2013 types
       rankgen distort --dataset waterloo --root ~/exploration_database_and_code --levels 5 --workers 8 -o waterloo.h5
       rankgen distort --dataset folder --root ~/photos --distortions gaussian_blur,jpeg -o mine.h5
       rankgen distort --recipe live --crop 224 --crops-per-image 4 -o live_rank.h5

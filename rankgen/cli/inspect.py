@@ -69,7 +69,7 @@ def preview(corpus, output, ref):
 @click.argument("what", type=click.Choice(["distortions", "sources", "recipes"]))
 @guarded
 def list_(what):
-    """List registered distortions, sources or recipes.
+    """List registered distortions, sources or distortion recipes.
 
     \b
     Example:
@@ -88,12 +88,15 @@ def list_(what):
         for e in SOURCES:
             click.echo(f"{e.name:16s} {e.info.get('kind', ''):8s} {e.info.get('help', '')}")
     else:
-        from pathlib import Path
+        import yaml
 
-        import rankgen
+        from ..distortions.recipes import RECIPES_DIR, available_recipes, load_recipe
 
-        for path in sorted((Path(rankgen.__file__).parent.parent / "data_recipes").glob("*.yaml")):
-            click.echo(path.stem)
+        # data_recipes/ also holds training recipes (for `train`); list the distortion tables.
+        for name in available_recipes():
+            if "distortions" in (yaml.safe_load((RECIPES_DIR / f"{name}.yaml").read_text()) or {}):
+                recipe = load_recipe(name)
+                click.echo(f"{name:16s} {len(recipe.names):3d} series")
 
 
 @main.command()
