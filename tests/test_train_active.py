@@ -200,3 +200,12 @@ def test_bad_input_is_one_line(tmp_path, corpora, args, message):
     r = _invoke(*_sets(tmp_path, corpora), *args)
     assert r.exit_code == 2, r.output
     assert message in r.output and len(r.output.strip().splitlines()) == 1 and "Traceback" not in r.output
+
+
+def test_balanced_order_lets_types_take_turns():
+    from train.active import balanced
+
+    order = np.array([5, 3, 9, 1, 7, 2])
+    types = ["a", "a", "b", "a", "c", "b"]
+    # a's least certain first, then b's, then c's; within a type the certainty order is kept
+    assert balanced(order, types).tolist() == [5, 9, 7, 3, 2, 1]

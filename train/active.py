@@ -61,6 +61,7 @@ ACTIVE_DEFAULTS: dict = {
     "score": "ssim",         # IQA on a distort corpus: true score from rankgen.fr_metrics
     "test": 0.34,            # distort corpus: fraction of references held out for evaluation
     "finetune": True,        # train(D, theta_{t-1}) as in Algorithm 1; false: from theta_0 each cycle
+    "balance": False,        # IQA: least certain units taken in turn from each distortion type (not the paper's)
     "crops": {"k": 5, "s": 0.75, "r": 8.0},  # counting: Algorithm 2 nested crops
 }
 ACTIVE_KEYS = {"active." + k: v for k, v in ACTIVE_DEFAULTS.items() if k != "crops"}
@@ -209,6 +210,7 @@ class Pool:
     generators: list[list[str]]     # per unit, IQA distortions of its ranked sets ([] for counting)
     test: np.ndarray                # corpus items scored after each cycle
     test_corpus: Corpus
+    bases: list[np.ndarray] | None = None  # per IQA unit, the pristine item(s) its ranked sets start from
 
     def items(self, units) -> np.ndarray:
         return np.concatenate([self.units[u] for u in units]) if len(units) else np.zeros(0, np.int64)
@@ -253,6 +255,8 @@ def iqa_pool(cfg: dict) -> Pool:
         # The pristine references carry no label worth buying (SSIM 1): neither pool nor test.
         keys = [f"{ref[i]}/{crop[i]}/{dist[i]}" if level[i] > 0 else None for i in range(n)]
         test = np.flatnonzero(in_test & (level > 0))
+        pristine = {(ref[i], crop[i]): i for i in range(n) if level[i] == 0}
+        base_of = [pristine.get((ref[i], crop[i])) for i in range(n)]
     else:
         target_col = cfg["data"]["target"]
         if target_col not in cols:
@@ -264,6 +268,9 @@ def iqa_pool(cfg: dict) -> Pool:
         # A reference (or an item of unknown type) has no series to be labeled with: a unit of its own.
         keys = [f"{ref[i]}/{dist[i]}" if dist[i] not in ("", "reference") else f"{ref[i]}/#{i}" for i in range(n)]
         test = np.flatnonzero(in_test)
+        level = corpus.column("level") if "level" in cols else np.full(n, -1)
+        pristine = {ref[i]: i for i in range(n) if level[i] == 0}
+        base_of = [pristine.get(ref[i]) for i in range(n)]
     by_key: dict[str, list[int]] = {}
     for i, k in enumerate(keys):
         if k is not None and not in_test[i]:
@@ -280,9 +287,13 @@ def iqa_pool(cfg: dict) -> Pool:
                              "active.distortions is empty; list distortions to apply, e.g. "
                              "--set active.distortions=[gaussian_blur,jpeg]")
         generators.append(gens)
+    # The ranked sets of Eq. 15 distort the unit's pristine image where the corpus has it, as the
+    # paper's h(z, phi) does; re-distorting an already distorted member only where it does not.
+    bases = [np.array(sorted({base_of[i] for i in members if base_of[i] is not None}), dtype=np.int64)
+             for members in units]
     _check_pool(cfg, names, test)
     corpus.close()
-    return Pool(corpus, target, names, units, generators, test, corpus)
+    return Pool(corpus, target, names, units, generators, test, corpus, bases)
 
 
 def counting_pool(cfg: dict) -> Pool:
@@ -326,11 +337,13 @@ def _params(recipe: str, name: str, levels: int) -> tuple[float, ...]:
 
 
 def iqa_sets(pool: Pool, unit: int, cfg: dict, n_sets: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_sets, levels, p, p, 3) uint8: a random p x p window of a member image, then that window
+    """(n_sets, levels, p, p, 3) uint8: a random p x p window of the unit's pristine image (or of a
+    member image when the corpus has no pristine one), then that window
     distorted at the recipe's parameters, mildest first. The window is distorted as an image of its
     own (like `rankgen distort --crop`), which costs p^2 per image whatever the image size."""
     a, p = cfg["active"], cfg["data"]["patch"]
-    members = rng.permutation(pool.units[unit])
+    base = pool.bases[unit] if pool.bases is not None and len(pool.bases[unit]) else pool.units[unit]
+    members = rng.permutation(base)
     gens = pool.generators[unit]
     out = np.empty((n_sets, a["levels"], p, p, 3), np.uint8)
     for s in range(n_sets):
@@ -548,7 +561,28 @@ def select(cfg: dict, cyc: Cycle, strategy: str, model, labeled: np.ndarray, t: 
         return np.sort(rng_for(cfg["seed"], "active-random", t).choice(unlabeled, size=s, replace=False)), None
     c = pool_certainty(model, cyc.pool, unlabeled, cfg, t, device=cyc.device)
     # Stable sort: equal certainties go in unit-name order, so a selection never depends on chance.
-    return unlabeled[np.argsort(c, kind="stable")[:s]], {cyc.pool.names[u]: round(float(v), 6) for u, v in zip(unlabeled, c)}
+    order = unlabeled[np.argsort(c, kind="stable")]
+    if cfg["active"]["balance"] and cyc.pool.generators and any(cyc.pool.generators):
+        order = balanced(order, [cyc.pool.generators[u][0] if cyc.pool.generators[u] else "" for u in order])
+    return order[:s], {cyc.pool.names[u]: round(float(v), 6) for u, v in zip(unlabeled, c)}
+
+
+def balanced(order: np.ndarray, types: list[str]) -> np.ndarray:
+    """Re-order least-certain-first units so that types take turns, each type's own order kept.
+
+    Plain Eq. 15 ranking tends to spend a whole cycle on the one type the network ranks worst at the
+    moment; taking turns keeps the labeled set covering every type while still buying each type's
+    least certain units first.
+    """
+    queues: dict[str, list[int]] = {}
+    for u, kind in zip(order.tolist(), types):
+        queues.setdefault(kind, []).append(u)
+    out: list[int] = []
+    while any(queues.values()):
+        for kind in list(queues):
+            if queues[kind]:
+                out.append(queues[kind].pop(0))
+    return np.array(out, dtype=order.dtype)
 
 
 def run_strategy(cfg: dict, cyc: Cycle, strategy: str, start: np.ndarray, counts: list[int], run_dir: Path) -> list[dict]:
