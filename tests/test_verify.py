@@ -56,12 +56,13 @@ def _write(path, levels_of_blur):
     """A one-reference corpus whose gaussian_blur series uses the given kernel sizes in this order."""
     image = cv2.resize(data.astronaut(), (64, 48), interpolation=cv2.INTER_AREA)
     rows = [{"ref": 0, "distortion": "reference", "tid": 0, "level": 0, "param": np.nan, "seed": 0, "crop": 0,
-             "image": image}]
+             "attempts": 0, "image": image}]
     for level, size in enumerate(levels_of_blur, start=1):
         rows.append({"ref": 0, "distortion": "gaussian_blur", "tid": 8, "level": level, "param": float(size),
-                     "seed": 0, "crop": 0, "image": distort(image, "gaussian_blur", size, np.random.default_rng(0))})
+                     "seed": 0, "crop": 0, "attempts": 1,
+                     "image": distort(image, "gaussian_blur", size, np.random.default_rng(0))})
     rows.append({"ref": 0, "distortion": "jpeg", "tid": 10, "level": 1, "param": 20.0, "seed": 0, "crop": 0,
-                 "image": distort(image, "jpeg", 20, np.random.default_rng(0))})
+                 "attempts": 1, "image": distort(image, "jpeg", 20, np.random.default_rng(0))})
     writer = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="t")
     with writer:
         writer.append(rows)
