@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import difflib
 import json
 import math
 import os
@@ -39,7 +38,7 @@ from rankgen.errors import RankgenError
 from rankgen.seeding import item_seed, rng_for
 
 from . import metrics as M
-from .config import DEFAULTS, KEYS, RECIPES_DIR, dump, resolve_recipe, validate
+from .config import DEFAULTS, KEYS, RECIPES_DIR, _flat, apply_settings, dump, read_recipe, resolve_recipe, validate
 from .data import DensityDataset, ItemBatchSampler, PatchDataset, fit_small, open_corpus, to_tensor
 from .distributed import Dist
 from .errors import TrainError
@@ -90,49 +89,13 @@ def certainty(scores: np.ndarray, pairs: np.ndarray) -> float:
 
 
 # -- configuration -----------------------------------------------------------------------------------
-def _flat(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in tree.items():
-        key = prefix + str(k)
-        if isinstance(v, dict) and key != "data.build":
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _set(cfg: dict, key: str, value, where: str) -> None:
-    if key not in ALL_KEYS:
-        close = difflib.get_close_matches(key, list(ALL_KEYS), n=3, cutoff=0.5)
-        raise TrainError(f"unknown key {key!r} in {where}.{' Did you mean ' + ', '.join(close) + '?' if close else ''}")
-    *parents, last = key.split(".")
-    node = cfg
-    for p in parents:
-        node = node[p]
-    node[last] = value
-
-
 def load_config(recipe: str | None, overrides: list[str] = ()) -> dict:
     """Trainer defaults + the `active` section <- recipe (active_default.yaml when none) <- --set."""
     path = resolve_recipe(recipe) or DEFAULT_RECIPE
-    try:
-        loaded = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise TrainError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(loaded, dict):
-        raise TrainError(f"{path} must be a mapping of keys to values")
     cfg = copy.deepcopy(DEFAULTS)
     cfg["active"] = copy.deepcopy(ACTIVE_DEFAULTS)
     cfg["objective"] = "regress"
-    for key, value in _flat(loaded).items():
-        _set(cfg, key, value, str(path))
-    for item in overrides:
-        if "=" not in item:
-            raise TrainError(f"--set {item!r}: expected key=value, e.g. --set active.pairs=50")
-        key, raw = item.split("=", 1)
-        _set(cfg, key.strip(), yaml.safe_load(raw) if raw.strip() else None, "--set")
-    if cfg["name"] is None:
-        cfg["name"] = path.stem
+    apply_settings(cfg, read_recipe(path), overrides, path, ALL_KEYS)
     validate_active(cfg)
     return cfg
 

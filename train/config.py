@@ -74,7 +74,7 @@ NEEDS = {"rank": ("ranked",), "regress": ("labeled",), "multitask": ("ranked", "
 def _flat(tree: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in tree.items():
-        key = prefix + k
+        key = prefix + str(k)
         if isinstance(v, dict) and key != "data.build":
             out.update(_flat(v, key + "."))
         else:
@@ -85,15 +85,15 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 KEYS = _flat(DEFAULTS)
 
 
-def _unknown(key: str, where: str) -> TrainError:
-    close = difflib.get_close_matches(key, list(KEYS), n=3, cutoff=0.5)
+def _unknown(key: str, where: str, keys: dict) -> TrainError:
+    close = difflib.get_close_matches(key, list(keys), n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return TrainError(f"unknown key {key!r} in {where}.{hint}")
 
 
-def _set(cfg: dict, key: str, value, where: str) -> None:
-    if key not in KEYS:
-        raise _unknown(key, where)
+def _set(cfg: dict, key: str, value, where: str, keys: dict = KEYS) -> None:
+    if key not in keys:
+        raise _unknown(key, where, keys)
     *parents, last = key.split(".")
     node = cfg
     for p in parents:
@@ -115,29 +115,39 @@ def resolve_recipe(recipe: str | None) -> Path | None:
     return path
 
 
-def load_config(recipe: str | None, overrides: list[str] = ()) -> dict:
-    """Defaults <- recipe (data_recipes/default.yaml when none) <- --set overrides, validated."""
-    path = resolve_recipe(recipe) or RECIPES_DIR / "default.yaml"
+def read_recipe(path: Path) -> dict:
     try:
         loaded = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise TrainError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(loaded, dict):
         raise TrainError(f"{path} must be a mapping of keys to values")
-    missing = [k for k in REQUIRED if k not in _flat(loaded)]
-    if missing:
-        raise TrainError(f"{path} lacks required key{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
-                         f"(e.g. objective: rank, model.arch: vgg16)")
-    cfg = copy.deepcopy(DEFAULTS)
+    return loaded
+
+
+def apply_settings(cfg: dict, loaded: dict, overrides, path: Path, keys: dict = KEYS) -> dict:
+    """cfg <- the recipe's keys <- `--set key=value` overrides (values parsed as YAML); name defaults to the recipe's."""
     for key, value in _flat(loaded).items():
-        _set(cfg, key, value, str(path))
+        _set(cfg, key, value, str(path), keys)
     for item in overrides:
         if "=" not in item:
             raise TrainError(f"--set {item!r}: expected key=value, e.g. --set optim.lr=1e-3")
         key, raw = item.split("=", 1)
-        _set(cfg, key.strip(), yaml.safe_load(raw) if raw.strip() else None, "--set")
+        _set(cfg, key.strip(), yaml.safe_load(raw) if raw.strip() else None, "--set", keys)
     if cfg["name"] is None:
         cfg["name"] = path.stem
+    return cfg
+
+
+def load_config(recipe: str | None, overrides: list[str] = ()) -> dict:
+    """Defaults <- recipe (data_recipes/default.yaml when none) <- --set overrides, validated."""
+    path = resolve_recipe(recipe) or RECIPES_DIR / "default.yaml"
+    loaded = read_recipe(path)
+    missing = [k for k in REQUIRED if k not in _flat(loaded)]
+    if missing:
+        raise TrainError(f"{path} lacks required key{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                         f"(e.g. objective: rank, model.arch: vgg16)")
+    cfg = apply_settings(copy.deepcopy(DEFAULTS), loaded, overrides, path)
     validate(cfg)
     return cfg
 

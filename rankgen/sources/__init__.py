@@ -8,7 +8,9 @@ and a one-line `help`. Listing is cheap; decoding happens in the workers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from ..errors import RankgenError
 from ..registry import Registry
 
 SOURCES = Registry("source")
@@ -22,6 +24,16 @@ class SourceItem:
 
 
 BAD_NAME = "bad_name"
+
+
+def require_dir(root, dataset: str, example: str) -> Path:
+    """--root as an existing folder, or an error that shows the flag the dataset needs."""
+    if root is None:
+        raise RankgenError(f"--dataset {dataset} needs --root, e.g. --root {example}")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise RankgenError(f"--root {path} is not a folder (for --dataset {dataset}, e.g. --root {example})")
+    return path
 
 
 def file_item(id: str, path, **meta) -> SourceItem:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import BadImage, RankgenError
 from ..seeding import rng_for
-from . import SOURCES, SourceItem, file_item, read_image
+from . import SOURCES, SourceItem, file_item, read_image, require_dir
 from .images import EXTENSIONS
 
 SYNTHETIC = "synthetic:"
@@ -25,14 +25,6 @@ SPLITS = ("train", "test")
 def _natural(path: Path):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
-
-def _root(root, dataset: str, example: str) -> Path:
-    if root is None:
-        raise RankgenError(f"--dataset {dataset} needs --root, e.g. --root {example}")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise RankgenError(f"--root {root} is not a folder (for --dataset {dataset}, e.g. {example})")
-    return root
 
 
 def _split(split, dataset: str, allowed=SPLITS) -> str:
@@ -112,7 +104,7 @@ def _load_v73(mat_path: Path, key: str) -> dict:
 # -- published datasets ----------------------------------------------------------------------------
 def _shanghaitech(root, split, part: str) -> list[SourceItem]:
     dataset = f"shanghaitech-{part.lower()}"
-    root = _root(root, dataset, "~/ShanghaiTech")
+    root = require_dir(root, dataset, "~/ShanghaiTech")
     split = _split(split, dataset)
     candidates = [root / f"part_{part}", root / f"part_{part}_final", root]
     base = next((c for c in candidates if (c / f"{split}_data" / "images").is_dir()), None)
@@ -143,7 +135,7 @@ def shanghaitech_b(root=None, split=None) -> list[SourceItem]:
 
 @SOURCES.register("ucf-cc-50", kind="crowd", help="UCF_CC_50: <root>/1.jpg + 1_ann.mat (annPoints); one split, 'all'")
 def ucf_cc_50(root=None, split=None) -> list[SourceItem]:
-    root = _root(root, "ucf-cc-50", "~/UCF_CC_50")
+    root = require_dir(root, "ucf-cc-50", "~/UCF_CC_50")
     split = _split(split, "ucf-cc-50", ("all",))
     files = _images(root)
     if not files:
@@ -154,7 +146,7 @@ def ucf_cc_50(root=None, split=None) -> list[SourceItem]:
 @SOURCES.register("ucf-qnrf", kind="crowd",
                   help="UCF-QNRF: <root>/Train/img_0001.jpg + img_0001_ann.mat (annPoints); --split train|test")
 def ucf_qnrf(root=None, split=None) -> list[SourceItem]:
-    root = _root(root, "ucf-qnrf", "~/UCF-QNRF_ECCV18")
+    root = require_dir(root, "ucf-qnrf", "~/UCF-QNRF_ECCV18")
     split = _split(split, "ucf-qnrf")
     folder = root / split.capitalize()
     if not folder.is_dir():

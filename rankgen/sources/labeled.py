@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RankgenError
-from . import SOURCES, SourceItem
+from . import SOURCES, SourceItem, require_dir
 
 IQA, AFFECT = "iqa", "affect"
 
@@ -53,14 +53,6 @@ AFEW_TARGETS = ("valence", "arousal")
 TID_NAME = re.compile(r"i(\d{2})_(\d{2})_(\d)\.bmp", re.IGNORECASE)
 KADID_NAME = re.compile(r"(i\d{2})_(\d{2})_(\d{2})\.png", re.IGNORECASE)
 
-
-def _dir(root, dataset: str, example: str) -> Path:
-    if root is None:
-        raise RankgenError(f"--dataset {dataset} needs --root, e.g. --root {example}")
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        raise RankgenError(f"--root {path} is not a folder (for --dataset {dataset}, e.g. --root {example})")
-    return path
 
 
 def _file(path: Path, dataset: str, layout: str) -> Path:
@@ -138,7 +130,7 @@ def _csv_rows(path: Path, columns: tuple[str, ...], dataset: str) -> list[tuple[
 @SOURCES.register("tid2013", kind="scores", task=IQA,
                   help="TID2013: <root>/mos_with_names.txt and distorted_images/i01_01_1.bmp (MOS, higher = better)")
 def tid2013(root=None) -> list[SourceItem]:
-    root = _dir(root, "tid2013", "~/tid2013")
+    root = require_dir(root, "tid2013", "~/tid2013")
     listing = _file(root / "mos_with_names.txt", "tid2013", "<root>/mos_with_names.txt and <root>/distorted_images/")
     items = []
     for lineno, line in enumerate(listing.read_text(encoding="latin-1").splitlines(), start=1):
@@ -162,7 +154,7 @@ def tid2013(root=None) -> list[SourceItem]:
 @SOURCES.register("kadid10k", aliases=("kadid-10k",), kind="scores", task=IQA,
                   help="KADID-10k: <root>/dmos.csv (dist_img, ref_img, dmos, var) and images/ (1-5 rating, higher = better)")
 def kadid10k(root=None) -> list[SourceItem]:
-    root = _dir(root, "kadid10k", "~/kadid10k")
+    root = require_dir(root, "kadid10k", "~/kadid10k")
     table = _file(root / "dmos.csv", "kadid10k", "<root>/dmos.csv and <root>/images/")
     items = []
     for lineno, row in _csv_rows(table, ("dist_img", "ref_img", "dmos"), "kadid10k"):
@@ -200,7 +192,7 @@ def _loadmat(path: Path) -> dict:
                   help="LIVE release 2: <root>/dmos.mat, refnames_all.mat, jp2k/ jpeg/ wn/ gblur/ fastfading/ "
                        f"(score = {LIVE_TOP:g} - DMOS)")
 def live(root=None) -> list[SourceItem]:
-    root = _dir(root, "live", "~/databaserelease2")
+    root = require_dir(root, "live", "~/databaserelease2")
     layout = "<root>/dmos.mat (dmos, orgs), <root>/refnames_all.mat and the folders " + ", ".join(f for f, _ in LIVE_FOLDERS)
     dmos_path = _file(root / "dmos.mat", "live", layout)
     names_path = _file(root / "refnames_all.mat", "live", layout)
@@ -265,7 +257,7 @@ def csiq(root=None) -> list[SourceItem]:
 def afew_va(root=None, target: str = "valence") -> list[SourceItem]:
     if target not in AFEW_TARGETS:
         raise RankgenError(f"--target must be one of {', '.join(AFEW_TARGETS)} for afew-va, got {target!r}")
-    root = _dir(root, "afew-va", "~/AFEW-VA")
+    root = require_dir(root, "afew-va", "~/AFEW-VA")
     clips = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not clips:
         raise RankgenError(f"{root} has no clip folders; --dataset afew-va expects <root>/<clip>/<clip>.json")

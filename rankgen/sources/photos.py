@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import RankgenError
-from . import SOURCES, SourceItem, file_item
+from . import SOURCES, SourceItem, file_item, require_dir
 from .images import EXTENSIONS, load_rgb
 
 SKIMAGE = "skimage:"
@@ -43,18 +42,10 @@ def samples(root=None, names: tuple[str, ...] = SAMPLE_NAMES) -> list[SourceItem
     return [SourceItem(id=name, path=SKIMAGE + name) for name in names]
 
 
-def _require_dir(root, dataset: str, example: str) -> Path:
-    if root is None:
-        raise RankgenError(f"--dataset {dataset} needs --root, e.g. --root {example}")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise RankgenError(f"--root {root} is not a folder (for --dataset {dataset}, e.g. {example})")
-    return root
-
 
 @SOURCES.register("folder", kind="images", help="any folder of JPEG/PNG/BMP/TIFF/WebP images, searched recursively")
 def folder(root=None) -> list[SourceItem]:
-    root = _require_dir(root, "folder", "~/photos")
+    root = require_dir(root, "folder", "~/photos")
     # Not is_file(): a broken or looping symbolic link is listed, so the run reports it instead of
     # silently dropping it; only folders (even one named x.jpg) are left out.
     files = sorted(
@@ -68,7 +59,7 @@ def folder(root=None) -> list[SourceItem]:
 @SOURCES.register("waterloo", kind="images",
                   help="Waterloo Exploration Database: <root>/pristine_images/00001.bmp ... 04744.bmp")
 def waterloo(root=None) -> list[SourceItem]:
-    root = _require_dir(root, "waterloo", "~/exploration_database_and_code")
+    root = require_dir(root, "waterloo", "~/exploration_database_and_code")
     pristine = root / "pristine_images"
     if not pristine.is_dir():
         if root.name == "pristine_images":
