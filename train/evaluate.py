@@ -30,12 +30,16 @@ def _score(model, x: torch.Tensor, device) -> float:
     return model(x.to(device)).float().mean().item()
 
 
-def evaluate_checkpoint(checkpoint, data, split: str = "test", crops: int | None = None) -> dict:
+def _restore(checkpoint):
+    """(its config, device, model in eval mode, whether it outputs density maps)."""
     ck = load_checkpoint(checkpoint)
     cfg = ck["config"]
     device = pick_device(cfg["train"]["device"])
-    model = _model(ck, device)
-    counting = MODELS.entry(ck["arch"]).info["output"] == "density"
+    return cfg, device, _model(ck, device), MODELS.entry(ck["arch"]).info["output"] == "density"
+
+
+def evaluate_checkpoint(checkpoint, data, split: str = "test", crops: int | None = None) -> dict:
+    cfg, device, model, counting = _restore(checkpoint)
     n = crops or cfg["data"]["test_crops"]
     try:
         corpus = Corpus(data, kind=("crops", "density") if counting else ("distort", "annotate"))
@@ -80,11 +84,7 @@ def evaluate_checkpoint(checkpoint, data, split: str = "test", crops: int | None
 def predict_files(checkpoint, paths, crops: int | None = None):
     from rankgen.sources.images import load_rgb
 
-    ck = load_checkpoint(checkpoint)
-    cfg = ck["config"]
-    device = pick_device(cfg["train"]["device"])
-    model = _model(ck, device)
-    counting = MODELS.entry(ck["arch"]).info["output"] == "density"
+    cfg, device, model, counting = _restore(checkpoint)
     n = crops or cfg["data"]["test_crops"]
     sampler = PatchDataset(None, cfg["data"]["patch"], small_images=cfg["data"]["small_images"])
     for k, path in enumerate(paths):

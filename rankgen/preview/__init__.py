@@ -23,6 +23,16 @@ def label(img: Image.Image, text: str, xy=(4, 2)) -> None:
     draw.text((x, y), text, fill=(255, 255, 255))
 
 
+def stack(rows: list[Image.Image], gap: int = 4) -> Image.Image:
+    """Rows of a sheet one under the other on the dark background, left-aligned."""
+    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height + gap for r in rows)), (24, 24, 24))
+    y = 0
+    for r in rows:
+        sheet.paste(r, (0, y))
+        y += r.height + gap
+    return sheet
+
+
 def render(corpus_path, out_path, **options) -> str:
     corpus = Corpus(corpus_path)
     importlib.import_module(f"{__name__}.{KIND_MODULES[corpus.kind]}")  # registers the kind's preview

@@ -8,7 +8,7 @@ from .. import crops as geometry
 from ..corpus import schema as S
 from ..errors import BadImage, RankgenError
 from ..sources.crowd import list_items, read_crowd
-from . import PREVIEWS, label
+from . import PREVIEWS, label, stack
 
 
 def _source_images(corpus, sources: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
@@ -101,12 +101,7 @@ def crops_preview(corpus, out_path, n_sets: int = 4, height: int = 300, **_) -> 
             ImageDraw.Draw(row).rectangle((x - 3, y, x + tile + 2, y + tile + 5), fill=colours[j])
             row.paste(patch, (x, y + 3))
         rows.append(row)
-    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 4 for r in rows)), (24, 24, 24))
-    y = 0
-    for r in rows:
-        sheet.paste(r, (0, y))
-        y += r.height + 4
-    sheet.save(out_path)
+    stack(rows).save(out_path)
 
 
 @PREVIEWS.register("density")
@@ -135,9 +130,4 @@ def density_preview(corpus, out_path, n_images: int = 4, height: int = 256, **_)
         label(pair, f"{corpus.table('source_id')[corpus.column('source')[i]]}: {count[i]:g} heads, "
                     f"map sum {d.sum():.3f}, map {d.shape[1]}x{d.shape[0]}")
         rows.append(pair)
-    sheet = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 4 for r in rows)), (24, 24, 24))
-    y = 0
-    for r in rows:
-        sheet.paste(r, (0, y))
-        y += r.height + 4
-    sheet.save(out_path)
+    stack(rows).save(out_path)
