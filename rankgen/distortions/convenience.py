@@ -6,12 +6,20 @@ work too (imagecorruptions' users asked for exactly these three things).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import RankgenError
 from .base import DISTORTIONS, MIN_SIDE, check_image, distort
 from .recipes import load_recipe
 from ..seeding import rng_for
+
+
+@functools.lru_cache(maxsize=256)
+def _schedule(recipe: str, name: str, levels: int) -> tuple[float, ...]:
+    # Parsing and validating a recipe costs ~7 ms, ten times a cheap distortion: once per process.
+    return tuple(load_recipe(recipe).params(name, levels))
 
 
 def corrupt(image: np.ndarray, name: str, level: int, *, levels: int = 5, recipe: str = "tid2013",
@@ -24,7 +32,7 @@ def corrupt(image: np.ndarray, name: str, level: int, *, levels: int = 5, recipe
         raise RankgenError(f"level {level} is outside 0..{levels - 1}")
     if level == 0:
         return image.copy()
-    param = load_recipe(recipe).params(name, levels)[level - 1]
+    param = _schedule(recipe, name, levels)[level - 1]
     gray = image.ndim == 2 or image.shape[2] == 1
     rgb = np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2) if gray else image
     h, w = rgb.shape[:2]
