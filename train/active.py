@@ -184,7 +184,7 @@ def _generators(cfg: dict, own: str) -> list[str]:
     by type number), else the configured list."""
     from rankgen.sources.labeled import TID2013_TYPES
 
-    recipe = load_recipe(cfg["active"]["recipe"])
+    recipe = _recipe(cfg["active"]["recipe"])
     try:
         recipe.table(own)
         return [DISTORTIONS.canonical(own)]
@@ -294,9 +294,15 @@ def _check_pool(cfg: dict, names: list[str], test: np.ndarray) -> None:
 
 # -- ranked sets generated on the fly ------------------------------------------------------------------
 @lru_cache(maxsize=None)
+def _recipe(name: str):
+    # Called per pool unit: parse the recipe once, not hundreds of times.
+    return load_recipe(name)
+
+
+@lru_cache(maxsize=None)
 def _params(recipe: str, name: str, levels: int) -> tuple[float, ...]:
     """Parsing a recipe probes every parameter; once per run is enough."""
-    return tuple(load_recipe(recipe).params(name, levels))
+    return tuple(_recipe(recipe).params(name, levels))
 
 
 def iqa_sets(pool: Pool, unit: int, cfg: dict, n_sets: int, rng: np.random.Generator) -> np.ndarray:
