@@ -10,12 +10,27 @@ from ..errors import RankgenError
 from . import PREVIEWS, label
 
 
+def busiest_window(image: np.ndarray, tile: int) -> tuple[int, int]:
+    """Top-left corner of the tile x tile window with the most gradient energy (on a coarse grid)."""
+    h, w = image.shape[:2]
+    grey = image.astype(np.float32).mean(axis=2)
+    energy = np.abs(np.diff(grey, axis=0))[:, :-1] + np.abs(np.diff(grey, axis=1))[:-1, :]
+    best, corner = -1.0, (max(0, (h - tile) // 2), max(0, (w - tile) // 2))
+    for y in np.linspace(0, max(0, h - tile), 6).astype(int):
+        for x in np.linspace(0, max(0, w - tile), 6).astype(int):
+            score = float(energy[y : y + tile, x : x + tile].sum())
+            if score > best:
+                best, corner = score, (int(y), int(x))
+    return corner
+
+
 @PREVIEWS.register("distort")
 def contact_sheet(corpus: Corpus, out_path, ref: str | None = None, tile: int = 160, **_) -> None:
     """One row per distortion, one column per level, on one reference.
 
-    Tiles are native-resolution centre crops, not downscaled images: downscaling would hide the
-    very artefacts (noise, blocking, ringing) that the sheet exists to show.
+    Tiles are native-resolution crops, not downscaled images: downscaling would hide the very
+    artefacts (noise, blocking, ringing) that the sheet exists to show. The same window serves every
+    tile: the most detailed one of the reference, where those artefacts are easiest to see.
     """
     ref_ids = list(corpus.table("ref_id"))
     groups = corpus.groups
@@ -40,12 +55,11 @@ def contact_sheet(corpus: Corpus, out_path, ref: str | None = None, tile: int = 
     draw = ImageDraw.Draw(sheet)
     for j in range(n_levels):
         draw.text((name_w + j * tile + 4, 3), f"level {j}", fill=(230, 230, 230))
+    y0, x0 = busiest_window(corpus.image(rows[0][0]), tile)
     for i, g in enumerate(rows):
         draw.text((4, head + i * tile + tile // 2 - 6), str(dist[g[1]]), fill=(230, 230, 230))
         for j, idx in enumerate(g):
             img = corpus.image(idx)
-            h, w = img.shape[:2]
-            y0, x0 = max(0, (h - tile) // 2), max(0, (w - tile) // 2)
             thumb = Image.fromarray(np.ascontiguousarray(img[y0 : y0 + tile, x0 : x0 + tile]))
             if j:
                 label(thumb, f"{param[idx]:g}")
