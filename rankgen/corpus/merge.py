@@ -67,15 +67,17 @@ def _merged_groups(shards: list[Corpus]) -> np.ndarray | None:
     return np.concatenate(parts)
 
 
+# Attributes that describe one shard's writing rather than the content: the merge sets its own.
+PER_FILE = {S.ATTR_FORMAT, S.ATTR_VERSION, S.ATTR_KIND, S.ATTR_RANKGEN_VERSION, S.ATTR_FINGERPRINT,
+            S.ATTR_COMMITTED, S.ATTR_COMPLETE, S.ATTR_N_ITEMS, S.ATTR_CHECKSUMS, S.ATTR_PARAMS, S.ATTR_COMMAND,
+            "jobs_done", S.ATTR_SKIPPED}
+
+
 def _attrs(shards: list[Corpus], command: str) -> dict:
-    attrs = shards[0].attrs
-    keep = {S.ATTR_SEED, S.ATTR_RECIPE} | {k for k in attrs if k not in {
-        S.ATTR_FORMAT, S.ATTR_VERSION, S.ATTR_KIND, S.ATTR_RANKGEN_VERSION, S.ATTR_FINGERPRINT, S.ATTR_COMMITTED,
-        S.ATTR_COMPLETE, S.ATTR_N_ITEMS, S.ATTR_CHECKSUMS, S.ATTR_PARAMS, S.ATTR_COMMAND, "jobs_done", "skipped"}}
-    out = {k: attrs[k] for k in keep if k in attrs}
+    out = {k: v for k, v in shards[0].attrs.items() if k not in PER_FILE}
     out[S.ATTR_PARAMS] = _content_params(shards[0])
     out[S.ATTR_COMMAND] = command
-    out["skipped"] = json.dumps([s for c in shards for s in (c.attrs.get("skipped") or [])])
+    out[S.ATTR_SKIPPED] = json.dumps([s for c in shards for s in (c.attrs.get(S.ATTR_SKIPPED) or [])])
     return out
 
 
