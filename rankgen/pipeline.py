@@ -19,11 +19,10 @@ from typing import Callable, Sequence
 
 from tqdm import tqdm
 
+from .corpus import schema as S
 from .corpus.writer import CorpusWriter
 from .errors import RankgenError
 
-JOBS_DONE = "jobs_done"
-SKIPPED = "skipped"
 
 
 @dataclass
@@ -166,8 +165,8 @@ def run_jobs(
     comes first, so memory does not grow with the number or the size of the sources.
     on_error="stop" turns the first skipped job into an error (after committing what came before).
     """
-    start = int(writer.attr(JOBS_DONE, 0))
-    skipped = json.loads(writer.attr(SKIPPED, "[]"))
+    start = int(writer.attr(S.ATTR_JOBS_DONE, 0))
+    skipped = json.loads(writer.attr(S.ATTR_SKIPPED, "[]"))
     notes: list[str] = list(writer.notes)
     todo = list(jobs)[start:]
     t0 = time.perf_counter()
@@ -199,4 +198,4 @@ def run_jobs(
 
 
 def _commit(writer: CorpusWriter, jobs_done: int, skipped: list) -> None:
-    writer.commit(progress={JOBS_DONE: jobs_done, SKIPPED: json.dumps(skipped)})
+    writer.commit(progress={S.ATTR_JOBS_DONE: jobs_done, S.ATTR_SKIPPED: json.dumps(skipped)})

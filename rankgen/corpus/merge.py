@@ -70,7 +70,7 @@ def _merged_groups(shards: list[Corpus]) -> np.ndarray | None:
 # Attributes that describe one shard's writing rather than the content: the merge sets its own.
 PER_FILE = {S.ATTR_FORMAT, S.ATTR_VERSION, S.ATTR_KIND, S.ATTR_RANKGEN_VERSION, S.ATTR_FINGERPRINT,
             S.ATTR_COMMITTED, S.ATTR_COMPLETE, S.ATTR_N_ITEMS, S.ATTR_CHECKSUMS, S.ATTR_PARAMS, S.ATTR_COMMAND,
-            "jobs_done", S.ATTR_SKIPPED}
+            S.ATTR_JOBS_DONE, S.ATTR_SKIPPED}
 
 
 def _attrs(shards: list[Corpus], command: str) -> dict:

@@ -16,7 +16,8 @@ ATTR_FINGERPRINT = "fingerprint"
 ATTR_COMMITTED = "n_committed"
 ATTR_COMPLETE = "complete"
 ATTR_N_ITEMS = "n_items"
-ATTR_SKIPPED = "skipped"
+ATTR_SKIPPED = "skipped"       # JSON list of skipped sources with reasons
+ATTR_JOBS_DONE = "jobs_done"   # sources done so far (resume bookkeeping of rankgen.pipeline)
 ATTR_CHECKSUMS = "checksums"   # JSON: sha256 of every items/ column and tables/ dataset
 
 # Groups of the file.
