@@ -24,7 +24,6 @@ from .corpus.writer import CorpusWriter
 from .errors import RankgenError
 
 
-
 @dataclass
 class JobResult:
     rows: list = field(default_factory=list)
