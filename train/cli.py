@@ -21,7 +21,10 @@ def _guard(fn):
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted; `train run --resume` continues from the last finished epoch", err=True)
+            command = click.get_current_context().info_name
+            hint = {"run": "`train run --resume` continues from the last finished epoch",
+                    "active": "`train active --resume` continues from the last finished cycle"}.get(command, "")
+            click.echo("interrupted" + (f"; {hint}" if hint else ""), err=True)
             sys.exit(130)
 
     return wrapper
