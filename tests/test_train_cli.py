@@ -107,3 +107,26 @@ def test_bad_inputs_give_one_clear_error(tmp_path, corpora):
         tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", f"model.weights={tmp_path}/foreign.pth"))
     assert "not a train checkpoint" in _error(tmp_path, "eval", "--checkpoint", str(tmp_path / "foreign.pth"),
                                               "--data", str(corpora["distort"]))
+
+
+def test_missing_torch_is_one_clear_line(monkeypatch):
+    """rankgen installs without torch; `train` then says how to get it instead of a traceback."""
+    import builtins
+    import sys
+
+    from click.testing import CliRunner
+
+    from train.cli import main
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+        return real_import(name, *args, **kwargs)
+
+    for module in [m for m in sys.modules if m.startswith("train.") and m != "train.cli"]:
+        monkeypatch.delitem(sys.modules, module)
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    result = CliRunner().invoke(main, ["run"])
+    assert result.exit_code == 2 and "rankgen[train]" in result.output

@@ -20,6 +20,12 @@ def _guard(fn):
         except RankgenError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
+        except ModuleNotFoundError as exc:
+            if exc.name != "torch":
+                raise
+            click.echo("error: train needs PyTorch: pip install 'rankgen[train]' (CPU: pip install torch==2.13.0)",
+                       err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             command = click.get_current_context().info_name
             hint = {"run": "`train run --resume` continues from the last finished epoch",
