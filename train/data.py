@@ -14,6 +14,8 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -39,7 +41,11 @@ def open_corpus(path, kinds: tuple[str, ...], role: str) -> Corpus:
     try:
         corpus = Corpus(path, kind=kinds)
     except RankgenError as exc:
-        raise TrainError(f"data.{role}: {exc}") from None
+        hint = ""
+        if not Path(path).exists() and not Path(str(path) + ".partial").exists():
+            hint = (f"; make it with rankgen (each recipe's header shows the command) or pass "
+                    f"--set data.{role}=FILE.h5")
+        raise TrainError(f"data.{role}: {exc}{hint}") from None
     # Validation opened the file in this (parent) process; close it so no handle crosses a fork.
     corpus.close()
     return corpus
