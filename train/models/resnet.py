@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .scorer import Scorer
+
 
 class Bottleneck(nn.Module):
     expansion = 4
@@ -28,7 +30,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet50(nn.Module):
+class ResNet50(Scorer):
     """ResNet-50 backbone with a one-output `fc` (the DCR regression head g_phi)."""
 
     embed_dim = 2048
@@ -71,8 +73,3 @@ class ResNet50(nn.Module):
 
     def head(self, z: torch.Tensor) -> torch.Tensor:
         return self.fc(z).squeeze(1)
-
-    def forward(self, x: torch.Tensor, with_embedding: bool = False):
-        z = self.embed(x)
-        y = self.head(z)
-        return (y, z) if with_embedding else y

@@ -6,12 +6,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .scorer import Scorer
+
 
 def _block(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2)]
 
 
-class SmallCNN(nn.Module):
+class SmallCNN(Scorer):
     """Four conv blocks, global average and max pooling (distortion statistics), linear head."""
 
     def __init__(self, width: int = 32):
@@ -28,10 +30,6 @@ class SmallCNN(nn.Module):
     def head(self, z: torch.Tensor) -> torch.Tensor:
         return self.fc(z).squeeze(1)
 
-    def forward(self, x: torch.Tensor, with_embedding: bool = False):
-        z = self.embed(x)
-        y = self.head(z)
-        return (y, z) if with_embedding else y
 
 
 class SmallCounting(nn.Module):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .scorer import Scorer
+
 # torchvision's "D" configuration; "M" is a 2x2 max-pool.
 VGG16_CFG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
 
@@ -21,7 +23,7 @@ def vgg16_features(cfg=VGG16_CFG) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class VGG16IQA(nn.Module):
+class VGG16IQA(Scorer):
     """VGG-16 whose last layer outputs one quality score (ranking paper, Sec. 4.3)."""
 
     embed_dim = 4096
@@ -49,8 +51,3 @@ class VGG16IQA(nn.Module):
 
     def head(self, z: torch.Tensor) -> torch.Tensor:
         return self.classifier[-1](z).squeeze(1)
-
-    def forward(self, x: torch.Tensor, with_embedding: bool = False):
-        z = self.embed(x)
-        y = self.head(z)
-        return (y, z) if with_embedding else y
