@@ -136,3 +136,18 @@ def guarded(f):
             sys.exit(130)
 
     return wrapper
+
+
+def generation_options(default_output: str, *, compression: bool = False):
+    """The options every generating command shares, in one order: limit, seed, workers, output,
+    overwrite, on-error[, compression], shard, executor, quiet."""
+
+    def deco(f):
+        stack = [click.option("--limit", type=int, help="Use only the first N source images (quick trials)."),
+                 seed_option, workers_option, output_option(default_output), overwrite_option, on_error_option,
+                 *([compression_option] if compression else []), shard_option, executor_options, progress_option]
+        for option in reversed(stack):
+            f = option(f)
+        return f
+
+    return deco

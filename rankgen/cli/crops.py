@@ -19,9 +19,7 @@ from ..seeding import item_seed
 from ..sources import SOURCES, SourceItem
 from ..sources.crowd import list_items, read_crowd
 from . import main
-from .common import (command_line, echo_summary, executor_options, guarded, on_error_option, output_option,
-                     overwrite_option, progress_option, resolve_workers, seed_option, shard_option,
-                     workers_option)
+from .common import command_line, echo_summary, generation_options, guarded, resolve_workers
 
 CROP_COLUMNS = {"set": "int64", "rank": "int64", "source": "int64", "seed": "int64",
                 "box_x0": "float64", "box_y0": "float64", "box_x1": "float64", "box_y1": "float64",
@@ -159,15 +157,7 @@ def _count_check(counts: np.ndarray) -> str:
               help="Anchor region: the centred box of sides W/r and H/r (r divides the sides, not the area; r >= 1).")
 @click.option("--size", default=224, show_default=True, type=int, help="Output patch side (>= 8), the network input.")
 @click.option("--per-image", default=10, show_default=True, type=int, help="Crop sets per image, each from a fresh anchor.")
-@click.option("--limit", type=int, help="Use only the first N source images (quick trials).")
-@seed_option
-@workers_option
-@output_option("crops.h5")
-@overwrite_option
-@on_error_option
-@shard_option
-@executor_options
-@progress_option
+@generation_options("crops.h5")
 @guarded
 def crops_command(dataset, root, split, n_images, k, s, r, size, per_image, limit, seed, workers, output, overwrite,
                   on_error, shard, quiet):
@@ -268,15 +258,7 @@ def generate_density(output, *, dataset="synthetic", root=None, split=None, n_im
 @click.option("--stride", default=1, show_default=True, type=int,
               help="Store maps sum-pooled over stride x stride blocks (8 for a VGG16 conv5 head); the sum is kept.")
 @click.option("--max-side", type=int, help="Shrink images whose longer side exceeds this (the paper uses 1024 on UCF-QNRF).")
-@click.option("--limit", type=int, help="Use only the first N images (quick trials).")
-@seed_option
-@workers_option
-@output_option("density.h5")
-@overwrite_option
-@on_error_option
-@shard_option
-@executor_options
-@progress_option
+@generation_options("density.h5")
 @guarded
 def density_command(dataset, root, split, n_images, sigma, stride, max_side, limit, seed, workers, output, overwrite,
                     on_error, shard, quiet):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import click
 
 from . import main
-from .common import (command_line, compression_option, echo_summary, executor_options, guarded,
-                     on_error_option, output_option, overwrite_option, progress_option, resolve_workers,
-                     seed_option, shard_option, workers_option)
+from .common import command_line, echo_summary, generation_options, guarded, resolve_workers
 
 
 @main.command()
@@ -24,16 +22,7 @@ from .common import (command_line, compression_option, echo_summary, executor_op
                    "parameter values; other values interpolate the table monotonically.")
 @click.option("--crop", type=int, help="Store aligned SIZE x SIZE crops instead of whole images (same window for every level).")
 @click.option("--crops-per-image", default=1, show_default=True, type=int, help="Crop windows per reference with --crop.")
-@click.option("--limit", type=int, help="Use only the first N source images (quick trials).")
-@seed_option
-@workers_option
-@output_option("corpus.h5")
-@overwrite_option
-@on_error_option
-@compression_option
-@shard_option
-@executor_options
-@progress_option
+@generation_options("corpus.h5", compression=True)
 @guarded
 def distort(dataset, root, recipe, distortions, levels, crop, crops_per_image, limit, seed, workers, output,
             overwrite, on_error, compression, shard, quiet):
