@@ -8,7 +8,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from train.config import load_config
-from train.distributed import Dist
+from train.distributed import Dist, shutdown
 from train.loop import Trainer
 from train.testing import make_annotate, make_distort
 
@@ -33,11 +33,9 @@ def _worker(rank, tmp, objective):
     os.environ.update(MASTER_ADDR="127.0.0.1")
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{tmp}/pg", rank=rank, world_size=2)
-    try:
-        state = _train(_cfg(tmp, objective), Dist(rank, 2, torch.device("cpu")))
-        torch.save(state, f"{tmp}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    d = Dist(rank, 2, torch.device("cpu"))
+    torch.save(_train(_cfg(tmp, objective), d), f"{tmp}/rank{rank}.pt")
+    shutdown(d)
 
 
 @pytest.mark.parametrize("objective", ["rank", "dcr"])

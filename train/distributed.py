@@ -78,3 +78,20 @@ def gather_ints(values: list[int], d: Dist) -> list[int]:
 def barrier(d: Dist) -> None:
     if d.world > 1:
         dist.barrier()
+
+
+def shutdown(d: Dist) -> None:
+    """End a process group cleanly; call after the objects that used it (DDP models) are released.
+
+    A DDP model keeps its process group alive after destroy_process_group, and a gloo group torn
+    down at interpreter exit, or by one rank while the other is still communicating, aborts the
+    process (SIGABRT, "terminate called without an active exception"). So: collect the garbage that
+    may still hold the group, wait for every rank, then destroy.
+    """
+    if d.world == 1 or not dist.is_initialized():
+        return
+    import gc
+
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()

@@ -20,7 +20,7 @@ from . import metrics as M
 from .config import dump
 from .data import (LABELED_KINDS, DensityDataset, GroupBatchSampler, ItemBatchSampler, PatchDataset, RankedIndex,
                    group_crop_seeds, open_corpus, to_tensor)
-from .distributed import Dist, barrier, gather, gather_ints, init_from_env
+from .distributed import Dist, barrier, gather, gather_ints, init_from_env, shutdown
 from .errors import TrainError
 from .losses import DCRLoss, allpairs_rank_loss, counting_loss
 from .models import MODELS, build_model, load_weights
@@ -430,6 +430,12 @@ def tensorboard_writer(run_dir: Path):
 def run(cfg: dict, resume: bool = False) -> dict:
     """Train per the resolved config; return the last evaluation (printed by the CLI)."""
     d = init_from_env(pick_device(cfg["train"]["device"]))
+    result = _run(cfg, resume, d)
+    shutdown(d)
+    return result
+
+
+def _run(cfg: dict, resume: bool, d: Dist) -> dict:
     run_dir = Path(cfg["out"]) / cfg["name"]
     last = run_dir / "last.pt"
     if d.main:
