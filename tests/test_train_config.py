@@ -56,3 +56,15 @@ def test_bad_values(tmp_path):
 def test_paper_recipes_load(name):
     cfg = load_config(name)
     assert cfg["name"] == name
+
+
+def test_optimizer_is_chosen_by_name():
+    import torch
+
+    from train.loop import make_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    assert isinstance(make_optimizer(params, load_config(None)["optim"]), torch.optim.SGD)
+    assert isinstance(make_optimizer(params, load_config(None, ["optim.optimizer=adam"])["optim"]), torch.optim.Adam)
+    with pytest.raises(TrainError, match="optim.optimizer='adamw': choose one of"):
+        load_config(None, ["optim.optimizer=adamw"])

@@ -43,7 +43,7 @@ from .data import DensityDataset, ItemBatchSampler, PatchDataset, fit_small, ope
 from .distributed import Dist
 from .errors import TrainError
 from .losses import counting_loss
-from .loop import atomic_save, build_corpora, pick_device
+from .loop import atomic_save, build_corpora, make_optimizer, pick_device
 from .models import MODELS, build_model
 
 STRATEGIES = ("active", "random")
@@ -410,14 +410,14 @@ class Cycle:
 
     def train(self, model, items: np.ndarray, seed: int) -> float:
         """optim.epochs x optim.iters_per_epoch steps on the labeled items (a fixed amount of work per
-        cycle, so a larger D is not also trained longer); a fresh SGD each cycle. Returns the mean loss."""
+        cycle, so a larger D is not also trained longer); a fresh optimizer each cycle. Returns the mean loss."""
         from torch.utils.data import DataLoader
 
         oc, dc = self.cfg["optim"], self.cfg["data"]
         torch.manual_seed(seed)
         sampler = ItemBatchSampler(items, oc["labeled_batch"], seed, drop_last=False)
         loader = DataLoader(self.train_ds, batch_sampler=sampler, num_workers=dc["workers"])
-        opt = torch.optim.SGD(model.parameters(), lr=oc["lr"], momentum=oc["momentum"], weight_decay=oc["weight_decay"])
+        opt = make_optimizer(model.parameters(), oc)
         sched = torch.optim.lr_scheduler.StepLR(opt, oc["step_every"], oc["step_gamma"])
         iters = oc["iters_per_epoch"] or len(sampler)
         target = torch.from_numpy(self.pool.target.astype(np.float32))

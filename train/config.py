@@ -47,6 +47,7 @@ DEFAULTS: dict = {
         "grl": True,         # DCR: annotator classifier with gradient reversal (False = DCR[-])
     },
     "optim": {
+        "optimizer": "sgd",  # sgd | adam
         "lr": 1e-4, "momentum": 0.9, "weight_decay": 5e-4,
         "step_every": 10, "step_gamma": 0.1,   # step decay, in epochs
         "epochs": 20,
@@ -62,6 +63,7 @@ CHOICES = {
     "objective": ("rank", "regress", "multitask", "dcr"),
     "data.small_images": ("reflect", "resize"),
     "train.device": ("auto", "cpu", "cuda"),
+    "optim.optimizer": ("sgd", "adam"),
 }
 
 # A recipe must say what it trains; everything else has a default.

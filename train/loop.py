@@ -95,6 +95,14 @@ class Split:
         self.annotator = corpus.column("annotator") if "annotator" in corpus.columns() else None
 
 
+def make_optimizer(params, oc: dict) -> torch.optim.Optimizer:
+    """SGD with momentum, as the papers train; Adam (momentum unused) for small networks trained
+    from scratch on density maps, where SGD needs a learning rate too small to get anywhere."""
+    if oc["optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=oc["lr"], weight_decay=oc["weight_decay"])
+    return torch.optim.SGD(params, lr=oc["lr"], momentum=oc["momentum"], weight_decay=oc["weight_decay"])
+
+
 class Trainer:
     def __init__(self, cfg: dict, d: Dist):
         self.cfg, self.d = cfg, d
@@ -171,7 +179,7 @@ class Trainer:
         if self.cuda and cfg["train"]["channels_last"]:
             self.model.to(memory_format=torch.channels_last)
         params = list(self.model.parameters()) + (list(self.criterion.parameters()) if self.criterion else [])
-        self.optimizer = torch.optim.SGD(params, lr=oc["lr"], momentum=oc["momentum"], weight_decay=oc["weight_decay"])
+        self.optimizer = make_optimizer(params, oc)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, oc["step_every"], oc["step_gamma"])
         self.net = self.model
         if d.world > 1:
