@@ -174,6 +174,22 @@ def test_cycles_select_least_certain_and_resume(tmp_path, corpora):
             assert row == old[(row["strategy"], row["cycle"])]
 
 
+def test_training_target_is_standardized_over_the_labeled_set(corpora):
+    """SSIM (0-1) and PSNR (dB) must train alike: an affine change of the target leaves the weights."""
+    cfg = A.load_config(None, [*TINY, f"data.labeled={corpora['annotate']}", "active.distortions=[gaussian_blur]"])
+    pool = A.iqa_pool(cfg)
+    cyc = A.Cycle(cfg, pool, torch.device("cpu"))
+    items = pool.items(np.arange(4))
+    weights = []
+    for scale, shift in ((1.0, 0.0), (40.0, 25.0)):
+        pool.target = pool.target * scale + shift
+        model = cyc.new_model()
+        cyc.train(model, items, seed=0)
+        weights.append(model.state_dict())
+    for key in weights[0]:
+        torch.testing.assert_close(weights[1][key], weights[0][key], rtol=1e-4, atol=1e-5)
+
+
 def test_counting_run(tmp_path, corpora):
     sets = []
     for s in [*TINY, f"out={tmp_path}/runs", f"data.labeled={corpora['density']}", "task=counting",

@@ -420,7 +420,10 @@ class Cycle:
         opt = make_optimizer(model.parameters(), oc)
         sched = torch.optim.lr_scheduler.StepLR(opt, oc["step_every"], oc["step_gamma"])
         iters = oc["iters_per_epoch"] or len(sampler)
-        target = torch.from_numpy(self.pool.target.astype(np.float32))
+        # Regress the target standardized over D: SSIM (0-1) and PSNR (dB) then train with the same
+        # learning rate, and LCC/SROCC are blind to the affine change.
+        y = self.pool.target[items]
+        target = torch.from_numpy(((self.pool.target - y.mean()) / max(float(y.std()), 1e-6)).astype(np.float32))
         model.train()
         losses = []
         passes = 0
