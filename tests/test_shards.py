@@ -14,6 +14,7 @@ from rankgen.corpus.check import check
 from rankgen.corpus.merge import merge
 from rankgen.errors import RankgenError
 from rankgen.generate import generate
+from rankgen.pipeline import EXECUTOR, Executor
 
 
 @pytest.fixture
@@ -117,5 +118,6 @@ def test_dask_local_cluster_gives_the_same_corpus(tmp_path, photos):
     r = runner.invoke(main, [*args, "--executor", "dask", "--workers", "2", "-o", str(tmp_path / "dask.h5")])
     assert r.exit_code == 0, r.output
     assert digests(tmp_path / "dask.h5") == digests(tmp_path / "local.h5")
+    assert EXECUTOR.get() == Executor(), "--executor must not outlive its command"
     r = runner.invoke(main, [*args, "--scheduler", "tcp://127.0.0.1:1", "-o", str(tmp_path / "x.h5")])
     assert r.exit_code == 2 and "--executor dask" in r.output

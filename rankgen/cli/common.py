@@ -64,7 +64,9 @@ def _set_executor(ctx, param, value):
     scheduler = ctx.meta.get("rankgen_scheduler")
     if scheduler and kind != "dask":
         raise click.BadParameter("--scheduler needs --executor dask")
-    EXECUTOR.set(Executor(kind, scheduler))
+    # Reset when the command ends: a library caller's next command in this process runs locally again.
+    token = EXECUTOR.set(Executor(kind, scheduler))
+    ctx.call_on_close(lambda: EXECUTOR.reset(token))
     return value
 
 
