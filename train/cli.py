@@ -122,6 +122,9 @@ def active(recipe, overrides, cycles, initial, add, pairs, resume):
       train active
       train active --recipe data_recipes/active_tid2013.yaml --cycles 9 --add 0.1 --pairs 100
       train active --recipe active_counting --resume
+
+    One run on a small pool is noisy (about 0.1 LCC from seed to seed); compare strategies over
+    seeds with `python benchmarks/active_seeds.py` (docs/active.md).
     """
     from .active import load_config, run_active, table
 
