@@ -23,7 +23,7 @@ from .data import (LABELED_KINDS, DensityDataset, GroupBatchSampler, ItemBatchSa
 from .distributed import Dist, barrier, gather, gather_ints, init_from_env, shutdown
 from .errors import TrainError
 from .losses import DCRLoss, allpairs_rank_loss, counting_loss
-from .models import MODELS, build_model, load_weights
+from .models import MODELS, build_model, load_weights, read_torch_file
 
 
 def log(msg: str, d: Dist | None = None) -> None:
@@ -74,13 +74,7 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def load_checkpoint(path) -> dict:
-    path = Path(path)
-    if not path.exists():
-        raise TrainError(f"checkpoint {path} does not exist")
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a foreign or damaged file
-        raise TrainError(f"cannot read checkpoint {path}: {exc}") from None
+    ck = read_torch_file(path, "checkpoint", weights_only=False)
     if not isinstance(ck, dict) or "model" not in ck or "arch" not in ck or "config" not in ck:
         raise TrainError(f"{path} is not a train checkpoint (use --set model.weights=... for plain weight files)")
     return ck

@@ -29,14 +29,19 @@ def build_model(arch: str, **kwargs) -> nn.Module:
     return MODELS.get(arch)(**kwargs)
 
 
-def _read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
+def read_torch_file(path: str | Path, what: str, weights_only: bool):
+    """torch.load onto the CPU, with a missing or unreadable file as one TrainError naming it."""
     path = Path(path)
     if not path.exists():
-        raise TrainError(f"weights file {path} does not exist")
+        raise TrainError(f"{what} {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
     except Exception as exc:  # torch raises many types for a foreign or damaged file
-        raise TrainError(f"cannot read weights {path}: {exc}") from None
+        raise TrainError(f"cannot read {what} {path}: {exc}") from None
+
+
+def _read_state(path: str | Path) -> tuple[dict[str, torch.Tensor], str | None]:
+    obj = read_torch_file(path, "weights file", weights_only=True)
     if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
         return obj["model"], obj.get("arch")
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
