@@ -409,8 +409,8 @@ class Cycle:
         return contextlib.nullcontext()
 
     def train(self, model, items: np.ndarray, seed: int) -> float:
-        """optim.epochs x optim.iters_per_epoch steps on the labeled items (a fixed amount of work per
-        cycle, so a larger D is not also trained longer); a fresh optimizer each cycle. Returns the mean loss."""
+        """optim.epochs epochs on the labeled items, an epoch being optim.iters_per_epoch steps (the same
+        work every cycle) or, when null, one pass over D; a fresh optimizer each cycle. Returns the mean loss."""
         from torch.utils.data import DataLoader
 
         oc, dc = self.cfg["optim"], self.cfg["data"]

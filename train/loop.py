@@ -90,8 +90,8 @@ class Split:
 
 
 def make_optimizer(params, oc: dict) -> torch.optim.Optimizer:
-    """SGD with momentum, as the papers train; Adam (momentum unused) for small networks trained
-    from scratch on density maps, where SGD needs a learning rate too small to get anywhere."""
+    """SGD with momentum, as the papers train; Adam (momentum unused) for the small networks the CPU
+    active-learning recipes train from scratch, where SGD either diverges or barely moves."""
     if oc["optimizer"] == "adam":
         return torch.optim.Adam(params, lr=oc["lr"], weight_decay=oc["weight_decay"])
     return torch.optim.SGD(params, lr=oc["lr"], momentum=oc["momentum"], weight_decay=oc["weight_decay"])
