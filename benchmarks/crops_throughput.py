@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rankgen import crops as geometry
-from rankgen.cli.crops import CROP_COLUMNS, CROP_COMPRESSION, generate_crops
+from rankgen.crowd import crops as geometry
+from rankgen.jobs.crops import COLUMNS as CROP_COLUMNS, COMPRESSION as CROP_COMPRESSION
+from rankgen.jobs.crops import crops as generate_crops
 from rankgen.corpus import CorpusWriter
 from rankgen.seeding import item_seed
 from rankgen.sources.crowd import list_items, read_crowd
@@ -92,7 +93,7 @@ def peak_memory(tmp: Path, n_small: int, per_image: int, k: int, size: int) -> N
     for n in (n_small, 4 * n_small):
         folder = make_folder(n, tmp / f"mem{n}")
         code = (
-            "import resource; from rankgen.cli.crops import generate_crops; "
+            "import resource; from rankgen.jobs.crops import crops as generate_crops; "
             f"generate_crops({str(tmp / f'mem{n}.h5')!r}, dataset='folder', root={str(folder)!r}, k={k}, size={size}, "
             f"per_image={per_image}, workers=2, progress=False); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"

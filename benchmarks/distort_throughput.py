@@ -24,7 +24,7 @@ from PIL import Image
 
 from benchmarks_common import photo_512x384
 from rankgen.distortions import distort, load_recipe
-from rankgen.generate import generate
+from rankgen.jobs.distort import distort as generate
 
 
 def per_call(repeat: int) -> None:
@@ -99,7 +99,7 @@ def peak_memory(tmp: Path) -> None:
     for n in (4, 16):
         folder = make_folder(n, tmp / f"mem{n}")
         code = (
-            "import resource; from rankgen.generate import generate; "
+            "import resource; from rankgen.jobs.distort import distort as generate; "
             f"generate({str(tmp / f'mem{n}.h5')!r}, dataset='folder', root={str(folder)!r}, workers=1, progress=False); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
         )

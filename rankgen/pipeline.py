@@ -88,6 +88,22 @@ def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
+def resolve_workers(workers: int | None) -> int:
+    """None means every core this process may use, as on the command line."""
+    if workers is None:
+        return default_workers()
+    if int(workers) < 1:
+        raise RankgenError(f"--workers {workers}: need at least 1 worker process")
+    return int(workers)
+
+
+def resolve_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """'I/N' (as typed on the command line) or (I, N)."""
+    if shard is None or isinstance(shard, str):
+        return parse_shard(shard)
+    return parse_shard("/".join(map(str, shard)))
+
+
 @dataclass(frozen=True)
 class Executor:
     """Where jobs run: "local" (a process pool here) or "dask" (a Dask cluster; the writer stays here)."""

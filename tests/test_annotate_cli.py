@@ -5,11 +5,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import rankgen.cli.annotate as annotate_module
+import rankgen.jobs.annotate as annotate_module
 from rankgen import annotators as A
 from rankgen.cli import main
 from rankgen.corpus import Corpus
-from rankgen.generate import generate
+from rankgen.jobs.distort import distort as generate
 
 
 def run(*args):

@@ -7,10 +7,11 @@ import scipy.io
 from click.testing import CliRunner
 from PIL import Image
 
-import rankgen.cli.crops as cli_crops
-from rankgen import crops as geometry
+import rankgen.jobs.crops as cli_crops
+from rankgen.crowd import crops as geometry
 from rankgen.cli import main
-from rankgen.cli.crops import generate_crops, generate_density
+from rankgen.jobs.crops import crops as generate_crops
+from rankgen.jobs.density import density as generate_density
 from rankgen.corpus import Corpus
 from rankgen.sources.crowd import list_items, read_crowd
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rankgen import crops
+from rankgen.crowd import crops
 from rankgen.errors import RankgenError
 from rankgen.seeding import rng_for
 from rankgen.sources.crowd import read_crowd, synthetic

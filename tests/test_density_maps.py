@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rankgen import density
+from rankgen.crowd import density
 
 
 def _points(rng, n, w, h):

@@ -6,10 +6,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-import rankgen.generate as generate_module
+import rankgen.jobs.distort as generate_module
 from rankgen.cli import main
 from rankgen.corpus import Corpus
-from rankgen.generate import generate
+from rankgen.jobs.distort import distort as generate
 
 SUBSET = ("gaussian_blur", "jpeg", "jpeg2000", "gaussian_noise")
 

@@ -13,7 +13,7 @@ from rankgen.corpus import Corpus
 from rankgen.corpus.check import check
 from rankgen.corpus.merge import merge
 from rankgen.errors import RankgenError
-from rankgen.generate import generate
+from rankgen.jobs.distort import distort as generate
 from rankgen.pipeline import EXECUTOR, Executor
 
 

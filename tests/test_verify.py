@@ -11,7 +11,8 @@ from skimage import data
 from rankgen.cli import main
 from rankgen.corpus import Corpus, CorpusWriter
 from rankgen.distortions import distort, load_recipe
-from rankgen.generate import COLUMNS, RAGGED, generate
+from rankgen.jobs.distort import COLUMNS, RAGGED
+from rankgen.jobs.distort import distort as generate
 from rankgen.verify import drop_series, score_series, summary
 
 

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from rankgen import crops as C
+from rankgen.crowd import crops as C
 from rankgen.corpus import Corpus
 from rankgen.distortions import DISTORTIONS, distort, load_recipe
 from rankgen.errors import RankgenError

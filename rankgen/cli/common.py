@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import functools
-import shlex
 import sys
-from pathlib import Path
 
 import click
 
 from ..errors import RankgenError
-from ..pipeline import EXECUTOR, Executor, Summary, default_workers
+from ..jobs.base import replay_command
+from ..pipeline import EXECUTOR, Executor, Summary
 
 
 def seed_option(f):
@@ -84,32 +83,13 @@ def progress_option(f):
     return click.option("--quiet", is_flag=True, help="No progress bar.")(f)
 
 
-def resolve_workers(workers: int | None) -> int:
-    return workers or default_workers()
-
-
 def command_line() -> str:
-    """The command as resolved, every option spelled out, so the stored line replays the run.
-
-    Options that cannot change the content (workers, progress, overwrite) are left out, so files
-    written with different worker counts are identical byte for byte.
-    """
-    ctx = click.get_current_context(silent=True)
-    if ctx is None:
-        return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
-    words = ["rankgen", ctx.info_name]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if not isinstance(param, click.Option) or value is None or value is False or param.name in NOT_CONTENT:
-            continue
-        flag = max(param.opts, key=len)
-        if value is True:
-            words.append(flag)
-        elif isinstance(value, (tuple, list)):
-            words += [flag, *map(str, value)]
-        else:
-            words += [flag, str(value)]
-    return " ".join(shlex.quote(w) for w in words)
+    """The command as resolved, for the corpora that merge and verify --drop write (the generating
+    commands' lines come from rankgen.jobs, in the same form: jobs.base.replay_command)."""
+    ctx = click.get_current_context()
+    options = [(max(p.opts, key=len), ctx.params.get(p.name)) for p in ctx.command.params
+               if isinstance(p, click.Option) and p.name not in NOT_CONTENT]
+    return replay_command(ctx.info_name, options)
 
 
 def echo_summary(summary: Summary, path) -> None:

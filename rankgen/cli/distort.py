@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from . import main
-from .common import command_line, echo_summary, generation_options, guarded, resolve_workers
+from .common import echo_summary, generation_options, guarded
 
 
 @main.command()
@@ -40,12 +40,10 @@ def distort(dataset, root, recipe, distortions, levels, crop, crops_per_image, l
       rankgen distort --dataset folder --root ~/photos --distortions gaussian_blur,jpeg -o mine.h5
       rankgen distort --recipe live --crop 224 --crops-per-image 4 -o live_rank.h5
     """
-    from ..generate import generate
-    from ..pipeline import parse_shard
+    from ..jobs.distort import distort as run_distort
 
-    names = tuple(d.strip() for d in distortions.split(",") if d.strip()) if distortions else None
-    summary = generate(output, dataset=dataset, root=root, recipe=recipe, distortions=names, levels=levels, seed=seed,
-                       workers=resolve_workers(workers), crop=crop, crops_per_image=crops_per_image, limit=limit,
-                       overwrite=overwrite, on_error=on_error, progress=not quiet, command=command_line(),
-                       compression=compression, shard=parse_shard(shard))
+    summary = run_distort(output, dataset=dataset, root=root, recipe=recipe, distortions=distortions, levels=levels,
+                          crop=crop, crops_per_image=crops_per_image, limit=limit, seed=seed, workers=workers,
+                          overwrite=overwrite, on_error=on_error, compression=compression, shard=shard,
+                          progress=not quiet)
     echo_summary(summary, output)

@@ -27,7 +27,7 @@ def info(corpus):
     attrs = c.attrs
     click.echo(f"{corpus}: rankgen {attrs.get('kind')} corpus, schema {attrs.get('schema_version')}, "
                f"{len(c)} items, {os.path.getsize(corpus) / 1e6:.1f} MB")
-    click.echo(f"  written by rankgen {attrs.get('rankgen_version')}: {attrs.get('command') or '(python API)'}")
+    click.echo(f"  written by rankgen {attrs.get('rankgen_version')}: {attrs.get('command') or '(no command recorded)'}")
     click.echo(f"  seed {attrs.get('seed')}")
     if "groups" in c.tables():
         g = c.groups

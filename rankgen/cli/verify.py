@@ -7,7 +7,8 @@ import math
 import click
 
 from . import main
-from .common import command_line, guarded, overwrite_option, resolve_workers, workers_option
+from ..pipeline import resolve_workers
+from .common import command_line, guarded, overwrite_option, workers_option
 
 
 def _fmt(value: float) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import crops as geometry
+from ..crowd import crops as geometry
 from ..corpus import schema as S
 from ..errors import BadImage, RankgenError
 from ..sources.crowd import list_items, read_crowd

@@ -1,7 +1,7 @@
 """Crowd images with head points: ShanghaiTech A/B, UCF_CC_50, UCF-QNRF, and an embedded synthetic set.
 
 Every source lists items cheaply; `read_crowd(item)` decodes the image and its points in a worker.
-Points are (x, y) floats in the pixel convention of rankgen.crops. Points outside the image are
+Points are (x, y) floats in the pixel convention of rankgen.crowd.crops. Points outside the image are
 dropped with a note that says how many, so a count always matches the points kept.
 """
 
@@ -188,8 +188,8 @@ def list_items(dataset: str, root=None, split=None, **options) -> tuple[list[Sou
 
 def read_crowd(item: SourceItem) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """(RGB uint8 image, (N, 2) head points inside the image or None if unlabeled, notes)."""
-    from ..density import clean_points
-    from ..synthetic_crowd import render_scene
+    from ..crowd.density import clean_points
+    from ..crowd.synthetic import render_scene
 
     if item.path.startswith(SYNTHETIC):
         m = item.meta

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import RankgenError
+from ..errors import RankgenError
 
 # Below this a patch carries too little signal to be worth a training example, whatever --size is.
 MIN_PATCH = 8

@@ -1,20 +1,19 @@
-"""`distort` as a library call: sources x recipe -> ranked corpus. The CLI is a thin shell over this."""
+"""`rankgen distort` as a library call: sources x recipe -> ranked IQA corpus (kind `distort`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
-from .corpus import CorpusWriter
-from .corpus.writer import fingerprint
-from .corpus import schema as S
-from .distortions import DISTORTIONS, distort_recorded, load_recipe
-from .errors import BadImage, RankgenError
-from .pipeline import JobResult, Summary, nothing_usable, run_jobs, shard_jobs
-from .seeding import item_seed, rng_for
-from .sources import SOURCES, SourceItem, read_image
+from ..corpus import schema as S
+from ..distortions import DISTORTIONS, distort_recorded, load_recipe
+from ..errors import BadImage, RankgenError
+from ..seeding import item_seed, rng_for
+from ..sources import SOURCES, SourceItem, read_image
+from .base import JobResult, Summary, replay_command, resolve_shard, shard_jobs, source_tables, write_corpus
 
 REFERENCE = "reference"
 
@@ -87,32 +86,56 @@ def build_groups(ref, distortion, level, crop, names, n_levels) -> np.ndarray:
     return np.array(rows, dtype=np.int64).reshape(-1, n_levels)
 
 
-def generate(
-    output: str | Path,
+def parse_distortions(distortions: str | Sequence[str] | None) -> tuple[str, ...] | None:
+    """'a,b' as typed after --distortions, or a sequence of names; None means the whole recipe."""
+    if distortions is None:
+        return None
+    names = distortions.split(",") if isinstance(distortions, str) else list(distortions)
+    names = [str(n).strip() for n in names]
+    if not names or "" in names:
+        typed = distortions if isinstance(distortions, str) else ",".join(names)
+        raise RankgenError(f"--distortions {typed!r} has an empty name; give comma-separated names such as "
+                           "gaussian_blur,jpeg (`rankgen list distortions`), or leave the option out for the whole recipe")
+    return tuple(names)
+
+
+def distort(
+    output: str | Path = "corpus.h5",
     *,
     dataset: str = "samples",
     root: str | None = None,
     recipe: str = "tid2013",
-    distortions: tuple[str, ...] | None = None,
+    distortions: str | Sequence[str] | None = None,
     levels: int = 5,
-    seed: int = 0,
-    workers: int = 1,
     crop: int | None = None,
     crops_per_image: int = 1,
     limit: int | None = None,
+    seed: int = 0,
+    workers: int | None = None,
     overwrite: bool = False,
     on_error: str = "skip",
-    progress: bool = True,
-    command: str = "",
     compression: str = "lzf",
-    shard: tuple[int, int] | None = None,
+    shard: str | tuple[int, int] | None = None,
+    progress: bool = True,
 ) -> Summary:
+    """Distort every source image at increasing levels and write a ranked corpus; `rankgen distort`.
+
+    Each source yields its pristine version (level 0) and, per distortion of the recipe, levels
+    1..levels-1 of increasing strength. `workers=None` uses every core; the output is the same for
+    any worker count. Returns the run's Summary (items, skipped sources, notes).
+
+    >>> rankgen.distort("mine.h5", dataset="folder", root="photos", distortions="gaussian_blur,jpeg")
+    """
     if levels < 2:
         raise RankgenError(f"--levels {levels}: need at least 2 (the reference and one distorted level)")
     if crop is not None and crop < 32:
         raise RankgenError(f"--crop {crop}: crops must be at least 32 px")
     if crops_per_image < 1:
         raise RankgenError(f"--crops-per-image {crops_per_image}: must be at least 1")
+    if compression not in ("lzf", "gzip", "none"):
+        raise RankgenError(f"--compression {compression!r}: choose lzf, gzip or none")
+    wanted_names = parse_distortions(distortions)
+    shard = resolve_shard(shard)
     entry = SOURCES.entry(dataset)
     if entry.info.get("kind") not in ("images", "crowd"):
         raise RankgenError(f"--dataset {dataset} is a labeled {entry.info.get('kind')} set; `rankgen distort` needs photographs")
@@ -121,8 +144,8 @@ def generate(
         items = items[:limit]
     rec = load_recipe(recipe)
     names = tuple(rec.names)
-    if distortions:
-        wanted = [DISTORTIONS.canonical(d) for d in distortions]
+    if wanted_names:
+        wanted = [DISTORTIONS.canonical(d) for d in wanted_names]
         missing = [d for d in wanted if d not in rec.names]
         if missing:
             raise RankgenError(f"recipe {rec.name} has no table for {', '.join(missing)}; it has {', '.join(rec.names)}")
@@ -135,23 +158,24 @@ def generate(
                "distortions": list(names), "levels": levels, "seed": seed, "crop": crop,
                "crops_per_image": crops_per_image if crop else 1, "limit": limit, "sources": [it.id for it in items],
                S.SHARD_PARAM: list(shard) if shard else None}
-    writer = CorpusWriter(
-        output, "distort", columns=COLUMNS, ragged=RAGGED, overwrite=overwrite, fingerprint=fingerprint(content),
-        compression=None if compression == "none" else compression,
-        attrs={S.ATTR_COMMAND: command, S.ATTR_SEED: seed, S.ATTR_RECIPE: rec.text,
-               S.ATTR_PARAMS: {k: v for k, v in content.items() if k not in ("recipe_text", "sources")}},
-    )
-    with writer:
-        summary = run_jobs(jobs, distort_source, writer, workers=workers, desc="distort", unit="img",
-                           progress=progress, on_error=on_error)
-        if summary.rows == 0 and jobs:
-            raise nothing_usable(summary)
+    command = replay_command("distort", [
+        ("--dataset", dataset), ("--root", root), ("--recipe", recipe),
+        ("--distortions", ",".join(wanted_names) if wanted_names else None), ("--levels", levels), ("--crop", crop),
+        ("--crops-per-image", crops_per_image), ("--limit", limit), ("--seed", seed), ("--on-error", on_error),
+        ("--compression", compression), ("--shard", "/".join(map(str, shard)) if shard else None)])
+
+    def finish(writer, summary):
         groups = build_groups(writer.read_column("ref"), writer.read_column("distortion"),
                               writer.read_column("level"), writer.read_column("crop"), names, levels)
         table = np.full((len(names), levels), np.nan)
         for i, p in enumerate(params):
             table[i, 1:] = p
-        writer.finish(tables={S.GROUPS: groups, "ref_id": np.array([it.id for it in items], dtype=object),
-                              "ref_path": np.array([it.path for it in items], dtype=object),
-                              "distortions": np.array(names, dtype=object), "params": table})
-    return summary
+        return {S.GROUPS: groups, **source_tables(items, "ref"), "distortions": np.array(names, dtype=object),
+                "params": table}, {}
+
+    return write_corpus(
+        output, "distort", jobs, distort_source, columns=COLUMNS, ragged=RAGGED, content=content, command=command,
+        attrs={S.ATTR_SEED: seed, S.ATTR_RECIPE: rec.text,
+               S.ATTR_PARAMS: {k: v for k, v in content.items() if k not in ("recipe_text", "sources")}},
+        finish=finish, compression=None if compression == "none" else compression, overwrite=overwrite,
+        workers=workers, progress=progress, on_error=on_error)

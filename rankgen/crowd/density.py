@@ -1,6 +1,6 @@
 """Head points -> crowd density maps that sum to the count (paper, section 5.1).
 
-Points are (x, y) in the pixel convention of rankgen.crops: pixel (i, j) covers [j, j+1) x [i, i+1).
+Points are (x, y) in the pixel convention of rankgen.crowd.crops: pixel (i, j) covers [j, j+1) x [i, i+1).
 Each head gets a Gaussian sampled at pixel centres, cut at 3 sigma and at the image border, then
 renormalised to sum to 1: a head near the border keeps its whole mass inside the image, so the map
 of any image sums to its count.
