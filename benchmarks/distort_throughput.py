@@ -3,10 +3,14 @@
     python benchmarks/distort_throughput.py [--repeat 5]
 
 1. ms per call of every distortion at every level on a 512x384 photograph;
-2. corpus throughput (source images/s and corpus images/s) of `generate` with 1 and 2 workers,
-   measured in the same run so the ratio is meaningful on a noisy machine;
-3. peak memory (max RSS of a fresh process) for 4 and 16 source images: it must stay flat,
-   because the pipeline streams (commits every few sources, never holds the corpus).
+2. writing the default corpus (`rankgen distort`: 6 bundled photos x 77 items), --workers 1 and 2
+   in alternating rounds of one run: wall / sum of kernel time at --workers 1, the writing
+   process's CPU per image against the distortion CPU per image, the --workers 2 speed-up (with
+   the load average before and after: on a loaded machine it means nothing), file size / raw
+   pixels for --compression png and none, and read speed;
+3. peak RSS of the whole process tree (writer + workers) for 6, 24 and 48 sources at --workers 1
+   and 2: it must stay flat, because at most a few jobs are in flight per worker and rows are
+   committed every few sources.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+import rankgen
+import rankgen.jobs.distort as jobs_distort
 from benchmarks_common import photo_512x384
 from rankgen.distortions import distort, load_recipe
-from rankgen.jobs.distort import distort as generate
 
 
 def per_call(repeat: int) -> None:
@@ -54,71 +59,134 @@ def make_folder(n: int, root: Path) -> Path:
     return root
 
 
-def throughput(tmp: Path, n_sources: int) -> None:
-    folder = make_folder(n_sources, tmp / "src")
-    print(f"\n## corpus throughput: {n_sources} sources of 512x384, recipe tid2013, 5 levels")
-    rates = {}
-    for workers in (1, 2):
-        out = tmp / f"w{workers}.h5"
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def timed_run(out: Path, workers: int, **kw) -> tuple[float, float, int]:
+    """(wall s, CPU s of this process, items) of rankgen.distort on the default corpus."""
+    t, cpu = time.perf_counter(), time.process_time()
+    s = rankgen.distort(out, workers=workers, overwrite=True, progress=False, **kw)
+    return time.perf_counter() - t, time.process_time() - cpu, s.rows
+
+
+def kernel_instrumented_run(out: Path) -> tuple[float, float, int]:
+    """--workers 1 runs in this process, so the distortion calls can be timed one by one."""
+    spent = [0.0]
+    real = jobs_distort.distort_recorded
+
+    def timed(*args, **kwargs):
         t = time.perf_counter()
-        s = generate(out, dataset="folder", root=str(folder), workers=workers, progress=False)
-        dt = time.perf_counter() - t
-        rates[workers] = s.rows / dt
-        print(f"workers={workers}: {n_sources / dt:6.2f} sources/s, {s.rows / dt:7.1f} corpus images/s, "
-              f"{os.path.getsize(out) / 1e6:.1f} MB")
-    print(f"speed-up 2 vs 1 workers: {rates[2] / rates[1]:.2f}x (cores available: {len(os.sched_getaffinity(0))})")
+        try:
+            return real(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - t
+
+    jobs_distort.distort_recorded = timed
+    try:
+        wall, _, items = timed_run(out, 1)
+    finally:
+        jobs_distort.distort_recorded = real
+    return wall, spent[0], items
 
 
-def writer_throughput(tmp: Path, n_images: int = 120) -> None:
-    """The single writing process caps corpus throughput whatever --workers is: measure that cap."""
-    from rankgen.corpus import CorpusWriter
-    from rankgen.distortions import corrupt
+def writing(tmp: Path, rounds: int) -> None:
+    """The issue's ratios on the default corpus (rankgen distort: 6 bundled photos, tid2013, 5 levels)."""
+    print(f"\n## writing: the default corpus (rankgen distort), {rounds} alternating rounds; {load()}")
+    walls = {1: [], 2: []}
+    ratio_kernel, writer_cpu, kernel_per_item = [], [], []
+    for _ in range(rounds):
+        wall, kernels, items = kernel_instrumented_run(tmp / "w1.h5")
+        walls[1].append(wall)
+        ratio_kernel.append(wall / kernels)
+        kernel_per_item.append(kernels / items)
+        wall, cpu, items = timed_run(tmp / "w2.h5", 2)
+        walls[2].append(wall)
+        writer_cpu.append(cpu / items)
+    w1, w2 = np.median(walls[1]), np.median(walls[2])
+    print(f"--workers 1: {np.median(walls[1]):.1f} s; wall / sum of distortion kernel time = "
+          f"{np.median(ratio_kernel):.2f} (target <= 1.15)")
+    print(f"--workers 2: {w2:.1f} s; writing process CPU per image {1e3 * np.median(writer_cpu):.2f} ms / distortion "
+          f"CPU per image {1e3 * np.median(kernel_per_item):.2f} ms = {np.median(writer_cpu) / np.median(kernel_per_item):.3f} "
+          "(target <= 0.10)")
+    print(f"speed-up --workers 2 / --workers 1: {w1 / w2:.2f}x (target >= 1.7 on 2 idle cores); {load()}")
+    from rankgen.corpus import Corpus
 
-    base = photo_512x384()
-    names = ["gaussian_noise", "jpeg", "gaussian_blur", "jpeg2000", "contrast_decrease", "block_wise"]
-    images = [corrupt(base, names[i % len(names)], 1 + i % 4, seed=i) for i in range(24)]
-    print(f"\n## writer alone: {n_images} distorted 512x384 images (HDF5 filter on the pixels)")
-    for compression in ("lzf", "gzip", None):
-        out = tmp / f"writer-{compression}.h5"
+    c = Corpus(tmp / "w2.h5")
+    raw = sum(int(np.prod(c.ragged_shape("image", i))) for i in range(len(c)))
+    timed_run(tmp / "none.h5", 2, compression="none")
+    for name in ("w2.h5", "none.h5"):
+        corpus = Corpus(tmp / name)
         t = time.perf_counter()
-        w = CorpusWriter(out, "distort", columns={"i": "int64"}, ragged={"image": ("uint8", 3)}, attrs={},
-                         fingerprint=str(compression), compression=compression, overwrite=True)
-        for i in range(n_images):
-            w.append([{"i": i, "image": images[i % len(images)]}])
-            if i % 8 == 7:
-                w.commit()
-        w.finish()
-        dt = time.perf_counter() - t
-        raw = n_images * base.nbytes
-        print(f"{str(compression):5s}: {n_images / dt:6.1f} images/s, {raw / dt / 1e6:6.1f} MB/s of pixels, "
-              f"file {os.path.getsize(out) / raw:5.1%} of raw")
+        for i in range(len(corpus)):
+            corpus.image(i)
+        rate = len(corpus) / (time.perf_counter() - t)
+        encoding = corpus.ragged_encoding("image")[0]
+        print(f"--compression {encoding:4s}: file / raw pixels = {os.path.getsize(tmp / name) / raw:.3f}"
+              f"{' (target <= 0.60)' if encoding == 'png' else ''}; reading {rate:6.0f} images/s in one process")
+
+
+TREE_RSS = """
+import os, subprocess, sys, time
+proc = subprocess.Popen(sys.argv[1:])
+def tree_rss(root):
+    kids, rss = {}, {}
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    kids.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(pid))
+                with open(f"/proc/{pid}/statm") as f:
+                    rss[int(pid)] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            except OSError:
+                pass
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo += kids.get(pid, [])
+    return total
+peak = 0
+while proc.poll() is None:
+    peak = max(peak, tree_rss(proc.pid))
+    time.sleep(0.05)
+print(peak)
+"""
 
 
 def peak_memory(tmp: Path) -> None:
-    print("\n## peak memory (max RSS of a fresh process, 1 worker)")
-    for n in (4, 16):
+    """Peak RSS of the whole process tree (writer + workers), sampled every 50 ms."""
+    names = ",".join(n for n in load_recipe("tid2013").names if n not in ("image_denoising", "jpeg2000"))
+    print(f"\n## peak RSS of the process tree, 512x384 sources, tid2013 without its two slowest types; {load()}")
+    print(f"{'sources':>7} {'--workers 1':>12} {'--workers 2':>12}")
+    for n in (6, 24, 48):
         folder = make_folder(n, tmp / f"mem{n}")
-        code = (
-            "import resource; from rankgen.jobs.distort import distort as generate; "
-            f"generate({str(tmp / f'mem{n}.h5')!r}, dataset='folder', root={str(folder)!r}, workers=1, progress=False); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
-        )
-        kb = int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()[-1])
-        print(f"{n:3d} sources: {kb / 1024:7.1f} MB")
+        cells = []
+        for workers in (1, 2):
+            cmd = [sys.executable, "-m", "rankgen", "distort", "--dataset", "folder", "--root", str(folder),
+                   "--distortions", names, "--workers", str(workers), "--quiet", "--overwrite",
+                   "-o", str(tmp / f"mem{n}.h5")]
+            peak = subprocess.run([sys.executable, "-c", TREE_RSS, *cmd], capture_output=True, text=True, check=True)
+            cells.append(f"{int(peak.stdout.split()[-1]) / 2**20:9.0f} MB")
+        print(f"{n:7d} {cells[0]:>12} {cells[1]:>12}")
+    print(load())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--sources", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=5, help="calls per distortion and level in section 1")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating --workers 1 / 2 rounds in section 2")
+    ap.add_argument("--only", choices=["calls", "writing", "memory"], help="run one section")
     args = ap.parse_args()
     print(f"# rankgen distort benchmark, {time.strftime('%Y-%m-%d')}, {os.uname().machine}, "
           f"{len(os.sched_getaffinity(0))} cores, python {sys.version.split()[0]}")
-    per_call(args.repeat)
     with tempfile.TemporaryDirectory() as tmp:
-        throughput(Path(tmp), args.sources)
-        writer_throughput(Path(tmp))
-        peak_memory(Path(tmp))
+        if args.only in (None, "calls"):
+            per_call(args.repeat)
+        if args.only in (None, "writing"):
+            writing(Path(tmp), args.rounds)
+        if args.only in (None, "memory"):
+            peak_memory(Path(tmp))
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import collections
 import contextvars
+import functools
 import itertools
 import json
 import multiprocessing as mp
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -20,7 +22,7 @@ from typing import Callable, Sequence
 from tqdm import tqdm
 
 from .corpus import schema as S
-from .corpus.writer import CorpusWriter
+from .corpus.writer import CorpusWriter, encode_rows
 from .errors import RankgenError
 
 
@@ -116,14 +118,46 @@ EXECUTOR: contextvars.ContextVar[Executor] = contextvars.ContextVar("rankgen_exe
 
 
 def _ordered_results(work, todo: list, workers: int):
+    """Results of work(job) in job order, with at most a few jobs in flight per worker.
+
+    The window is what keeps memory flat: a writer slower than the workers makes them wait instead
+    of letting finished results pile up (multiprocessing's imap would run ahead without bound)."""
     executor = EXECUTOR.get()
     if executor.kind == "dask":
         yield from _dask_results(work, todo, workers, executor.scheduler)
     elif workers > 1 and len(todo) > 1:
-        with mp.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
-            yield from pool.imap(work, todo, chunksize=1)
+        context = mp.get_context("fork" if os.name == "posix" else "spawn")
+        pool = context.Pool(workers, initializer=_ignore_sigint)
+        try:
+            yield from _windowed(lambda job: pool.apply_async(work, (job,)).get, todo, IN_FLIGHT_PER_WORKER * workers)
+            pool.close()
+        finally:
+            # Workers ignore Ctrl-C, so terminate() never waits on a worker stuck in its handler.
+            pool.terminate()
+            pool.join()
     else:
         yield from map(work, todo)
+
+
+IN_FLIGHT_PER_WORKER = 2
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group; only the parent acts on it (commits, then exits 130).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _windowed(submit, todo: Sequence, window: int):
+    """submit(job) -> a function that waits for its result; at most `window` jobs submitted ahead."""
+    pending: collections.deque = collections.deque()
+    jobs = iter(todo)
+    for job in itertools.islice(jobs, window):
+        pending.append(submit(job))
+    while pending:
+        result = pending.popleft()()
+        for job in itertools.islice(jobs, 1):
+            pending.append(submit(job))
+        yield result
 
 
 def _dask_results(work, todo: list, workers: int, scheduler: str | None):
@@ -140,25 +174,32 @@ def _dask_results(work, todo: list, workers: int, scheduler: str | None):
     else:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
-    try:
-        # A bounded window of futures: results stream back in job order and memory stays flat
-        # however long the job list is.
-        window = 4 * max(1, len(client.scheduler_info()["workers"]))
-        pending: collections.deque = collections.deque()
-        jobs = iter(todo)
-        for job in itertools.islice(jobs, window):
-            pending.append(client.submit(work, job, pure=False))
-        while pending:
-            future = pending.popleft()
-            result = future.result()
+
+    def submit(job):
+        future = client.submit(work, job, pure=False)
+
+        def result():
+            value = future.result()
             future.release()
-            for job in itertools.islice(jobs, 1):
-                pending.append(client.submit(work, job, pure=False))
-            yield result
+            return value
+
+        return result
+
+    try:
+        window = 2 * IN_FLIGHT_PER_WORKER * max(1, len(client.scheduler_info()["workers"]))
+        yield from _windowed(submit, todo, window)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _encoded_work(work, encoders, job) -> JobResult:
+    """work(job) with its ragged arrays encoded here, in the worker: compression scales with the
+    workers and only encoded bytes travel to the writing process."""
+    result = work(job)
+    result.rows = encode_rows(result.rows, encoders)
+    return result
 
 
 def run_jobs(
@@ -171,13 +212,15 @@ def run_jobs(
     unit: str = "img",
     commit_every: int = 8,
     commit_bytes: int = 64 << 20,
+    commit_seconds: float = 30.0,
     progress: bool = True,
     on_error: str = "skip",
 ) -> Summary:
     """Run `work` over `jobs` (picklable, module-level `work`) and append their rows in order.
 
-    Rows are committed every `commit_every` jobs or `commit_bytes` of buffered arrays, whichever
-    comes first, so memory does not grow with the number or the size of the sources.
+    Rows are committed every `commit_every` jobs, `commit_bytes` of buffered (encoded) arrays or
+    `commit_seconds` since the last commit, whichever comes first: memory does not grow with the
+    number or the size of the sources, and a killed run loses at most about that much time.
     on_error="stop" turns the first skipped job into an error (after committing what came before).
     """
     start = int(writer.attr(S.ATTR_JOBS_DONE, 0))
@@ -186,8 +229,9 @@ def run_jobs(
     todo = list(jobs)[start:]
     t0 = time.perf_counter()
     bar = tqdm(total=len(jobs), initial=start, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
-    results = _ordered_results(work, todo, workers)
+    results = _ordered_results(functools.partial(_encoded_work, work, writer.encoders()), todo, workers)
     done = start  # jobs whose rows are in the writer (committed or buffered)
+    last_commit = time.monotonic()
     try:
         for result in results:
             if result.skipped:
@@ -199,8 +243,10 @@ def run_jobs(
             writer.append(result.rows)
             done += 1
             bar.update(1)
-            if done % commit_every == 0 or writer.buffered_bytes > commit_bytes:
+            if (done % commit_every == 0 or writer.buffered_bytes > commit_bytes
+                    or time.monotonic() - last_commit > commit_seconds):
                 _commit(writer, done, skipped)
+                last_commit = time.monotonic()
         _commit(writer, done, skipped)
     except KeyboardInterrupt:
         # Keep every finished job: the re-run resumes right after it.

@@ -131,8 +131,7 @@ def drop_series(corpus: Corpus, drop: np.ndarray, output: str | Path, *, overwri
     for name in corpus.columns():
         dtype = file[S.ITEMS][name].dtype
         columns[name] = "str" if dtype.kind in "OSU" else dtype.name
-    ragged = {name: (file[S.RAGGED][name][S.DATA].dtype.name, file[S.RAGGED][name][S.SHAPE].shape[1])
-              for name in corpus.ragged_names()}
+    ragged = {name: corpus.ragged_spec(name) for name in corpus.ragged_names()}
     source = corpus.attrs
     digest = hashlib.sha256(str(source.get(S.ATTR_FINGERPRINT)).encode() + np.packbits(drop).tobytes()).hexdigest()[:16]
     attrs = {key: source[key] for key in (S.ATTR_SEED, S.ATTR_RECIPE, S.ATTR_PARAMS) if key in source}
@@ -140,13 +139,13 @@ def drop_series(corpus: Corpus, drop: np.ndarray, output: str | Path, *, overwri
     attrs["verified_from"] = str(corpus.path)
     attrs["dropped_series"] = int(drop.sum())
     writer = CorpusWriter(output, corpus.kind, columns=columns, ragged=ragged, attrs=attrs, fingerprint=digest,
-                          overwrite=overwrite)
+                          overwrite=overwrite, encoding=corpus.copy_encoding())
     with writer:
         start = writer.n_done
         values = {name: corpus.column(name) for name in columns}
         for count, old in enumerate(kept_items[start:], start=start):
             row = {name: values[name][old] for name in columns}
-            row.update({name: corpus.ragged(name, old) for name in ragged})
+            row.update({name: corpus.ragged_for_copy(name, old, writer.encodings[name]) for name in ragged})
             writer.append([row])
             if count % 256 == 255:
                 writer.commit()

@@ -42,9 +42,10 @@ def on_error_option(f):
 
 
 def compression_option(f):
-    return click.option("--compression", type=click.Choice(["lzf", "gzip", "none"]), default="lzf", show_default=True,
-                        help="HDF5 filter for pixels (lossless; both readable by plain h5py). On distorted photos lzf "
-                             "writes about 2x faster, gzip makes files about 15% smaller (docs/benchmarks.md).")(f)
+    return click.option("--compression", type=click.Choice(["png", "none"]), default="png", show_default=True,
+                        help="How pixels are stored, both lossless: png (about half the raw size, encoded by the "
+                             "workers, decoded when read) or none (raw bytes: twice the size, no decoding cost). "
+                             "docs/benchmarks.md has the figures.")(f)
 
 
 def shard_option(f):

@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 
 from . import schema as S
-from .writer import dataset_digests, item_crc
+from .codec import crc32, decode
+from .writer import dataset_digests
 
 
 def check(path: str | Path) -> list[str]:
@@ -24,8 +25,10 @@ def check(path: str | Path) -> list[str]:
         attrs = f.attrs
         if attrs.get(S.ATTR_FORMAT) != S.FORMAT:
             return [f"{path} is not a rankgen corpus"]
-        if int(attrs.get(S.ATTR_VERSION, -1)) != S.SCHEMA_VERSION:
-            problems.append(f"schema version {attrs.get(S.ATTR_VERSION)} (this rankgen checks {S.SCHEMA_VERSION})")
+        version = int(attrs.get(S.ATTR_VERSION, -1))
+        if version not in S.READABLE_VERSIONS:
+            problems.append(f"schema version {attrs.get(S.ATTR_VERSION)} (this rankgen checks "
+                            f"{', '.join(map(str, S.READABLE_VERSIONS))})")
         if not attrs.get(S.ATTR_COMPLETE, False):
             problems.append("not marked complete: a run that did not finish")
         for group in (S.ITEMS, S.RAGGED, S.TABLES):
@@ -38,7 +41,7 @@ def check(path: str | Path) -> list[str]:
             if ds.shape != (n,):
                 problems.append(f"items/{name} has {ds.shape[0]} values for {n} items")
         for name, g in f[S.RAGGED].items():
-            problems += _check_ragged(name, g, n)
+            problems += _check_ragged(name, g, n, version)
         if S.GROUPS in f[S.TABLES]:
             groups = f[S.TABLES][S.GROUPS][...]
             bad = (groups < -1) | (groups >= n)
@@ -55,20 +58,40 @@ def check(path: str | Path) -> list[str]:
     return problems
 
 
-def _check_ragged(name: str, g: h5py.Group, n: int) -> list[str]:
-    out = []
-    for part in (S.DATA, S.OFFSET, S.SHAPE, S.CRC):
+def _check_ragged(name: str, g: h5py.Group, n: int, version: int) -> list[str]:
+    parts = (S.DATA, S.OFFSET, S.SHAPE, S.CRC) if version == 1 else (S.DATA, S.OFFSET, S.SIZE, S.SHAPE, S.CRC)
+    for part in parts:
         if part not in g:
             return [f"ragged/{name}/{part} is missing"]
     offsets, shapes, crcs = g[S.OFFSET][...], g[S.SHAPE][...], g[S.CRC][...]
-    if len(offsets) != n or len(shapes) != n or len(crcs) != n:
-        return [f"ragged/{name}: {len(offsets)} offsets, {len(shapes)} shapes, {len(crcs)} CRCs for {n} items"]
-    sizes = np.prod(shapes.astype(np.int64), axis=1) if n else np.zeros(0, np.int64)
+    if version == 1:  # offsets and sizes count typed values
+        sizes = np.prod(shapes.astype(np.int64), axis=1) if n else np.zeros(0, np.int64)
+        encoding, dtype = S.NONE, g[S.DATA].dtype
+    else:
+        sizes = g[S.SIZE][...]
+        encoding, dtype = str(g.attrs.get(S.ATTR_ENCODING)), str(g.attrs.get(S.ATTR_DTYPE))
+        if encoding not in S.ENCODINGS:
+            return [f"ragged/{name}: unknown encoding {encoding!r}"]
+    if not (len(offsets) == len(shapes) == len(crcs) == len(sizes) == n):
+        return [f"ragged/{name}: {len(offsets)} offsets, {len(sizes)} sizes, {len(shapes)} shapes, {len(crcs)} CRCs "
+                f"for {n} items"]
     ends = offsets + sizes
     if n and (offsets[0] != 0 or np.any(offsets[1:] != ends[:-1]) or ends[-1] != g[S.DATA].shape[0]):
-        return [f"ragged/{name}: offsets and shapes do not tile the data array"]
+        return [f"ragged/{name}: offsets and sizes do not tile the data array"]
     data = g[S.DATA]
-    bad = [i for i in range(n) if item_crc(data[offsets[i] : ends[i]]) != int(crcs[i])]
-    if bad:
-        out.append(f"ragged/{name}: {len(bad)} items fail their CRC, first at item {bad[0]}")
-    return out
+    bad, undecodable = [], []
+    for i in range(n):
+        raw = data[offsets[i] : ends[i]]
+        if version > 1:
+            try:
+                raw = decode(raw, tuple(int(s) for s in shapes[i]), dtype, encoding)
+            except ValueError:
+                undecodable.append(i)
+                continue
+        if crc32(raw) != int(crcs[i]):
+            bad.append(i)
+    bad = sorted(bad + undecodable)
+    if not bad:
+        return []
+    why = f" ({len(undecodable)} of them do not even decode)" if undecodable else ""
+    return [f"ragged/{name}: {len(bad)} items fail their CRC, first at item {bad[0]}{why}"]

@@ -36,6 +36,9 @@ def open_shards(paths) -> list[Corpus]:
         shard = (c.attrs.get(S.ATTR_PARAMS) or {}).get(S.SHARD_PARAM)
         if not shard:
             raise RankgenError(f"{c.path} was not written with --shard; only shards can be merged")
+        if c.version != first.version:
+            raise RankgenError(f"{c.path} has schema version {c.version} and {first.path} {first.version}; "
+                               "merge shards written by the same rankgen")
         if c.kind != first.kind or _content_params(c) != _content_params(first):
             raise RankgenError(f"{c.path} and {first.path} come from different commands (kind or arguments differ)")
         if tuple(shard) in index:
@@ -90,10 +93,9 @@ def _merge_copy(shards: list[Corpus], output: Path, overwrite: bool, command: st
     first = shards[0]
     f = first.file
     columns = {name: ("str" if h5py.check_string_dtype(ds.dtype) else ds.dtype.str) for name, ds in f[S.ITEMS].items()}
-    ragged = {name: (g[S.DATA].dtype.str, g[S.SHAPE].shape[1]) for name, g in f[S.RAGGED].items()}
-    compression = next(iter(f[S.RAGGED].values()))[S.DATA].compression if ragged else None
+    ragged = {name: first.ragged_spec(name) for name in first.ragged_names()}
     writer = CorpusWriter(output, first.kind, columns=columns, ragged=ragged, overwrite=overwrite,
-                          compression=compression, attrs=_attrs(shards, command),
+                          encoding=first.copy_encoding(), attrs=_attrs(shards, command),
                           fingerprint=fingerprint({"merge": [str(c.path.resolve()) for c in shards],
                                                    "sizes": [len(c) for c in shards]}))
     with writer:
@@ -103,7 +105,9 @@ def _merge_copy(shards: list[Corpus], output: Path, overwrite: bool, command: st
             for i in range(len(c)):
                 if done >= writer.n_done:
                     row = {name: cols[name][i] for name in columns}
-                    row.update({name: c.ragged(name, i) for name in ragged})
+                    # Stored bytes and their CRCs move as they are, so a damaged shard item stays
+                    # detectable by `rankgen check` on the merged file.
+                    row.update({name: c.ragged_for_copy(name, i, writer.encodings[name]) for name in ragged})
                     writer.append([row])
                     if writer.buffered_bytes > 64 << 20:
                         writer.commit()
@@ -142,7 +146,7 @@ def _merge_virtual(shards: list[Corpus], output: Path, overwrite: bool, command:
 
     with h5py.File(partial, "w") as out:
         out.attrs[S.ATTR_FORMAT] = S.FORMAT
-        out.attrs[S.ATTR_VERSION] = S.SCHEMA_VERSION
+        out.attrs[S.ATTR_VERSION] = shards[0].version  # the layout of the data it points to
         out.attrs[S.ATTR_KIND] = shards[0].kind
         from .. import __version__
 
@@ -159,6 +163,10 @@ def _merge_virtual(shards: list[Corpus], output: Path, overwrite: bool, command:
             virtual(f"{base}/{S.DATA}", out, g[S.DATA].dtype, data_lengths)
             virtual(f"{base}/{S.SHAPE}", out, g[S.SHAPE].dtype, lengths, width=g[S.SHAPE].shape[1])
             virtual(f"{base}/{S.CRC}", out, g[S.CRC].dtype, lengths)
+            if S.SIZE in g:
+                virtual(f"{base}/{S.SIZE}", out, g[S.SIZE].dtype, lengths)
+            for key, value in g.attrs.items():
+                out[base].attrs[key] = value
             offsets = np.concatenate([f[base][S.OFFSET][...] + sum(data_lengths[:k]) for k, f in enumerate(files)])
             out.create_dataset(f"{base}/{S.OFFSET}", data=offsets.astype(np.int64), track_times=False)
         out.create_group(S.TABLES)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import RankgenError
 from . import schema as S
+from .codec import Encoded, decode
 
 
 class Corpus:
@@ -37,10 +38,10 @@ class Corpus:
         if attrs.get(S.ATTR_FORMAT) != S.FORMAT:
             raise RankgenError(f"{self.path} is not a rankgen corpus (no format={S.FORMAT!r} attribute)")
         version = int(attrs.get(S.ATTR_VERSION, -1))
-        if version != S.SCHEMA_VERSION:
+        if version not in S.READABLE_VERSIONS:
             raise RankgenError(
-                f"{self.path} has schema version {version}; this rankgen reads version {S.SCHEMA_VERSION}. "
-                "Regenerate the corpus with this rankgen, or install the rankgen version that wrote it."
+                f"{self.path} has schema version {version}; this rankgen reads versions "
+                f"{', '.join(map(str, S.READABLE_VERSIONS))}. Install a rankgen that reads it, or regenerate the corpus."
             )
         if not bool(attrs.get(S.ATTR_COMPLETE, False)):
             raise RankgenError(f"{self.path} is marked incomplete; regenerate it")
@@ -73,6 +74,10 @@ class Corpus:
     @property
     def kind(self) -> str:
         return str(self.file.attrs[S.ATTR_KIND])
+
+    @property
+    def version(self) -> int:
+        return int(self.file.attrs[S.ATTR_VERSION])
 
     @property
     def attrs(self) -> dict:
@@ -108,13 +113,50 @@ class Corpus:
         return sorted(self.file[S.RAGGED])
 
     def ragged(self, name: str, index: int) -> np.ndarray:
+        g, index = self._item(name, index)
+        shape = tuple(int(s) for s in g[S.SHAPE][index])
+        start = int(g[S.OFFSET][index])
+        if self.version == 1:  # raw typed values under an HDF5 filter; offsets count values
+            return g[S.DATA][start : start + int(np.prod(shape))].reshape(shape)
+        encoding, dtype = self.ragged_encoding(name)
+        return decode(g[S.DATA][start : start + int(g[S.SIZE][index])], shape, dtype, encoding)
+
+    def ragged_encoded(self, name: str, index: int) -> Encoded:
+        """Item `index` as stored (schema 2), so copies (merge, verify --drop) move bytes without
+        decoding and keep the CRC that was computed where the item was made."""
+        g, index = self._item(name, index)
+        start = int(g[S.OFFSET][index])
+        data = g[S.DATA][start : start + int(g[S.SIZE][index])].tobytes()
+        return Encoded(data, tuple(int(s) for s in g[S.SHAPE][index]), int(g[S.CRC][index]))
+
+    def ragged_for_copy(self, name: str, index: int, encoding: str) -> Encoded | np.ndarray:
+        """Item `index` for a writer that stores `name` with `encoding`: the stored bytes when they
+        are already in that encoding (CRC carried over), else the decoded array to re-encode."""
+        if self.version > 1 and self.ragged_encoding(name)[0] == encoding:
+            return self.ragged_encoded(name, index)
+        return self.ragged(name, index)
+
+    def copy_encoding(self) -> str:
+        """The writer encoding that keeps this corpus's stored bytes (schema 1 is re-encoded as PNG)."""
+        stored = {self.ragged_encoding(name)[0] for name in self.ragged_names()} if self.version > 1 else set()
+        return S.NONE if stored == {S.NONE} else S.PNG
+
+    def ragged_encoding(self, name: str) -> tuple[str, str]:
+        """(encoding, dtype string) of a ragged array; schema 1 stored everything raw."""
         g = self.file[S.RAGGED][name]
+        if self.version == 1:
+            return S.NONE, g[S.DATA].dtype.str
+        return str(g.attrs[S.ATTR_ENCODING]), str(g.attrs[S.ATTR_DTYPE])
+
+    def ragged_spec(self, name: str) -> tuple[str, int]:
+        """(dtype, ndim) as a CorpusWriter takes it."""
+        return self.ragged_encoding(name)[1], int(self.file[S.RAGGED][name][S.SHAPE].shape[1])
+
+    def _item(self, name: str, index: int):
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"item {index} out of range for {self.path} ({len(self)} items)")
-        start = int(g[S.OFFSET][index])
-        shape = tuple(int(s) for s in g[S.SHAPE][index])
-        return g[S.DATA][start : start + int(np.prod(shape))].reshape(shape)
+        return self.file[S.RAGGED][name], index
 
     def ragged_shape(self, name: str, index: int) -> tuple[int, ...]:
         return tuple(int(s) for s in self.file[S.RAGGED][name][S.SHAPE][int(index)])

@@ -1,7 +1,8 @@
 """Every name of the HDF5 layout lives here and in docs/schema.md; nothing else spells them."""
 
 FORMAT = "rankgen"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2              # what this rankgen writes
+READABLE_VERSIONS = (1, 2)      # what it reads: version 1 stored raw typed pixels under an HDF5 filter
 
 # Root attributes.
 ATTR_FORMAT = "format"
@@ -22,9 +23,16 @@ ATTR_CHECKSUMS = "checksums"   # JSON: sha256 of every items/ column and tables/
 
 # Groups of the file.
 ITEMS = "items"          # one 1-D dataset per per-item column, all of length n_items
-RAGGED = "ragged"        # ragged/<name>/{data, offset, shape}: one variable-shape array per item
+RAGGED = "ragged"        # ragged/<name>/{data, offset, size, shape, crc32}: one variable-shape array per item
 TABLES = "tables"        # anything else: groups, name tables, references
-DATA, OFFSET, SHAPE, CRC = "data", "offset", "shape", "crc32"  # crc32 of each item's raw bytes
+DATA, OFFSET, SHAPE, CRC = "data", "offset", "shape", "crc32"  # crc32 of each item's decoded (raw) bytes
+SIZE = "size"            # version 2: bytes of item i's encoded form in data (version 1 derives it from shape)
+
+# Attributes of a ragged/<name> group (version 2): how its items are encoded and what they decode to.
+ATTR_ENCODING = "encoding"      # one of ENCODINGS
+ATTR_DTYPE = "dtype"            # numpy dtype string of the decoded array, e.g. "|u1", "<f4"
+PNG, NONE = "png", "none"       # png: lossless PNG (uint8, 2-D or H x W x 1/3/4); none: the raw C-order bytes
+ENCODINGS = (PNG, NONE)
 
 # Tables shared by every kind that ranks.
 GROUPS = "groups"        # (G, L) int64 item indices; column j's target >= column j+1's; -1 pads

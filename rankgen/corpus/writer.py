@@ -1,9 +1,11 @@
-"""Crash-safe, resumable HDF5 writer.
+"""Crash-safe, resumable HDF5 writer (schema version 2).
 
 A run writes `<out>.partial`, commits rows in order and records how many are committed in an
 attribute; a killed run is resumed by re-running the same command (same fingerprint), which
 truncates anything written after the last commit. Only `finish()` renames the file to its final
 name, after setting `complete`, closing and fsyncing, so a file under the final name is whole.
+Ragged items arrive encoded (rankgen.corpus.codec, done in the workers) and are stored as bytes,
+so writing is I/O and bookkeeping only.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import zlib
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -24,6 +25,7 @@ import numpy as np
 from .. import __version__
 from ..errors import RankgenError
 from . import schema as S
+from .codec import Encoded, encode, encoding_for
 
 STRING = h5py.string_dtype()
 
@@ -35,10 +37,6 @@ def _dtype(spec: str):
 def fingerprint(params: Mapping[str, object]) -> str:
     """What makes two runs produce the same content; a partial file is resumed only on a match."""
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def item_crc(array: np.ndarray) -> int:
-    return zlib.crc32(np.ascontiguousarray(array).view(np.uint8).data) & 0xFFFFFFFF
 
 
 def dataset_digests(f: h5py.File) -> dict[str, str]:
@@ -87,7 +85,9 @@ class CorpusWriter:
     """Append rows of scalar columns and ragged arrays; `finish()` publishes the file.
 
     columns: name -> dtype ("int64", "float64", "str", ...), one value per row.
-    ragged: name -> (dtype, ndim), one array of any shape with that ndim per row.
+    ragged: name -> (dtype, ndim), one array of any shape with that ndim per row; a row holds the
+    array itself or its `Encoded` form (made by `encoders()` in a worker process).
+    encoding: "png" (lossless PNG where the array allows it, else raw) or "none" (raw bytes).
     fingerprint: identifies the work (command arguments that change content); a partial file
     with another fingerprint is not resumed but replaced.
     """
@@ -102,8 +102,8 @@ class CorpusWriter:
         attrs: Mapping[str, object],
         fingerprint: str,
         overwrite: bool = False,
-        compression: str | None = "lzf",
-        chunk_bytes: int = 1 << 18,
+        encoding: str = S.PNG,
+        chunk_bytes: int = 1 << 20,
     ):
         if kind not in S.KINDS:
             raise ValueError(f"unknown corpus kind {kind!r}")
@@ -113,7 +113,7 @@ class CorpusWriter:
         self.columns = dict(columns)
         self.ragged = dict(ragged)
         self.fingerprint = fingerprint
-        self.compression = compression
+        self.encodings = {name: encoding_for(encoding, np.dtype(spec), ndim) for name, (spec, ndim) in self.ragged.items()}
         self.chunk_bytes = chunk_bytes
         self.notes: list[str] = []
         self._buffer: list[dict] = []
@@ -167,6 +167,7 @@ class CorpusWriter:
         try:
             same = (
                 f.attrs.get(S.ATTR_FORMAT) == S.FORMAT
+                and f.attrs.get(S.ATTR_VERSION) == S.SCHEMA_VERSION
                 and f.attrs.get(S.ATTR_KIND) == self.kind
                 and f.attrs.get(S.ATTR_FINGERPRINT) == self.fingerprint
             )
@@ -192,14 +193,14 @@ class CorpusWriter:
             ds.resize((n,))
         for name in self.ragged:
             g = f[S.RAGGED][name]
-            if min(g[S.OFFSET].shape[0], g[S.CRC].shape[0]) < n:
+            if min(g[S.OFFSET].shape[0], g[S.SIZE].shape[0], g[S.SHAPE].shape[0], g[S.CRC].shape[0]) < n:
                 raise ValueError("short ragged")
-            end = 0
-            if n:
-                end = int(g[S.OFFSET][n - 1]) + int(np.prod(g[S.SHAPE][n - 1]))
-            g[S.OFFSET].resize((n,))
+            if g.attrs.get(S.ATTR_ENCODING) != self.encodings[name]:
+                raise ValueError("other encoding")
+            end = int(g[S.OFFSET][n - 1]) + int(g[S.SIZE][n - 1]) if n else 0
+            for part in (S.OFFSET, S.SIZE, S.CRC):
+                g[part].resize((n,))
             g[S.SHAPE].resize((n, g[S.SHAPE].shape[1]))
-            g[S.CRC].resize((n,))
             g[S.DATA].resize((end,))
 
     def _create(self, attrs: Mapping[str, object]) -> h5py.File:
@@ -222,12 +223,13 @@ class CorpusWriter:
         ragged = f.create_group(S.RAGGED)
         for name, (spec, ndim) in self.ragged.items():
             g = ragged.create_group(name)
-            dtype = np.dtype(spec)
-            g.create_dataset(
-                S.DATA, shape=(0,), maxshape=(None,), dtype=dtype, track_times=False,
-                chunks=(max(1024, self.chunk_bytes // dtype.itemsize),), compression=self.compression,
-            )
-            g.create_dataset(S.OFFSET, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.int64, track_times=False)
+            g.attrs[S.ATTR_ENCODING] = self.encodings[name]
+            g.attrs[S.ATTR_DTYPE] = np.dtype(spec).str
+            # No HDF5 filter: the items are already encoded, and plain chunks make writing pure I/O.
+            g.create_dataset(S.DATA, shape=(0,), maxshape=(None,), dtype=np.uint8, track_times=False,
+                             chunks=(self.chunk_bytes,))
+            for part in (S.OFFSET, S.SIZE):
+                g.create_dataset(part, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.int64, track_times=False)
             g.create_dataset(S.SHAPE, shape=(0, ndim), maxshape=(None, ndim), chunks=(4096, ndim), dtype=np.int32, track_times=False)
             g.create_dataset(S.CRC, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.uint32, track_times=False)
         f.create_group(S.TABLES)
@@ -240,12 +242,19 @@ class CorpusWriter:
         """Rows committed so far (on resume: where to continue)."""
         return int(self._file.attrs[S.ATTR_COMMITTED]) + len(self._buffer)
 
+    def encoders(self) -> dict[str, tuple[str, str]]:
+        """name -> (encoding, dtype) of every ragged array: what `encode_rows` needs, picklable for workers."""
+        return {name: (self.encodings[name], np.dtype(spec).str) for name, (spec, _) in self.ragged.items()}
+
     def append(self, rows: Iterable[Mapping[str, object]]) -> None:
-        rows = list(rows)
+        rows = encode_rows(list(rows), self.encoders())
         for row in rows:
             missing = (set(self.columns) | set(self.ragged)) - set(row)
             if missing:
                 raise ValueError(f"row lacks {sorted(missing)}")
+            for name, (_, ndim) in self.ragged.items():
+                if len(row[name].shape) != ndim:
+                    raise ValueError(f"ragged {name!r} expects {ndim}-D arrays, got shape {row[name].shape}")
         self._buffer.extend(rows)  # all of a job's rows or none, even under Ctrl-C
 
     def commit(self, progress: Mapping[str, object] = ()) -> None:
@@ -264,23 +273,19 @@ class CorpusWriter:
                 ds.resize((n1,))
                 values = [row[name] for row in rows]
                 ds[n0:n1] = np.asarray(values, dtype=object if spec == "str" else spec)
-            for name, (spec, ndim) in (self.ragged if rows else {}).items():
+            for name, (_, ndim) in (self.ragged if rows else {}).items():
                 g = f[S.RAGGED][name]
-                arrays = [np.ascontiguousarray(row[name], dtype=spec) for row in rows]
-                for a in arrays:
-                    if a.ndim != ndim:
-                        raise ValueError(f"ragged {name!r} expects {ndim}-D arrays, got shape {a.shape}")
+                items: list[Encoded] = [row[name] for row in rows]
                 start = int(g[S.DATA].shape[0])
-                sizes = np.array([a.size for a in arrays], dtype=np.int64)
-                offsets = start + np.concatenate([[0], np.cumsum(sizes)[:-1]])
+                sizes = np.array([len(e.data) for e in items], dtype=np.int64)
                 g[S.DATA].resize((start + int(sizes.sum()),))
-                self._write_flat(g[S.DATA], arrays, start)
-                g[S.OFFSET].resize((n1,))
-                g[S.OFFSET][n0:n1] = offsets
+                g[S.DATA][start:] = np.frombuffer(b"".join(e.data for e in items), dtype=np.uint8)
+                for part, values in ((S.OFFSET, start + np.concatenate([[0], np.cumsum(sizes)[:-1]])), (S.SIZE, sizes),
+                                     (S.CRC, np.array([e.crc for e in items], dtype=np.uint32))):
+                    g[part].resize((n1,))
+                    g[part][n0:n1] = values
                 g[S.SHAPE].resize((n1, ndim))
-                g[S.SHAPE][n0:n1] = np.array([a.shape for a in arrays], dtype=np.int32).reshape(-1, ndim)
-                g[S.CRC].resize((n1,))
-                g[S.CRC][n0:n1] = [item_crc(a) for a in arrays]
+                g[S.SHAPE][n0:n1] = np.array([e.shape for e in items], dtype=np.int32).reshape(-1, ndim)
             f.flush()
             f.attrs[S.ATTR_COMMITTED] = n1
             for key, value in dict(progress).items():
@@ -291,22 +296,7 @@ class CorpusWriter:
 
     @property
     def buffered_bytes(self) -> int:
-        return sum(np.asarray(row[name]).nbytes for row in self._buffer for name in self.ragged)
-
-    def _write_flat(self, ds: h5py.Dataset, arrays: list[np.ndarray], start: int) -> None:
-        # Concatenate a few chunks' worth at a time: whole-chunk writes stay fast, and memory stays
-        # at one slab rather than a second copy of every buffered image.
-        slab: list[np.ndarray] = []
-        size = 0
-        for a in arrays:
-            slab.append(a.ravel())
-            size += a.nbytes
-            if size >= 64 * self.chunk_bytes:
-                ds[start : start + sum(x.size for x in slab)] = np.concatenate(slab)
-                start += sum(x.size for x in slab)
-                slab, size = [], 0
-        if slab:
-            ds[start : start + sum(x.size for x in slab)] = np.concatenate(slab)
+        return sum(len(row[name].data) for row in self._buffer for name in self.ragged)
 
     def attr(self, key: str, default=None):
         value = self._file.attrs.get(key, default)
@@ -362,3 +352,16 @@ class CorpusWriter:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def encode_rows(rows: list, encoders: Mapping[str, tuple[str, str]]) -> list:
+    """Rows with every ragged array replaced by its Encoded form (rows already encoded pass through).
+
+    The pipeline calls this in the worker that made the rows, so PNG compression runs on every
+    core and only bytes travel to the writer."""
+    out = []
+    for row in rows:
+        done = {name: value if isinstance(value, Encoded) else encode(np.asarray(value, encoders[name][1]), encoders[name][0])
+                for name, value in row.items() if name in encoders}
+        out.append({**row, **done} if done else row)
+    return out

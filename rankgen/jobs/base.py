@@ -61,7 +61,7 @@ def write_corpus(
     workers: int | None,
     progress: bool,
     on_error: str,
-    compression: str | None = "lzf",
+    encoding: str = S.PNG,
     commit_every: int = 8,
     what: str = "source image",
 ) -> Summary:
@@ -73,7 +73,7 @@ def write_corpus(
     if on_error not in ("skip", "stop"):
         raise RankgenError(f"--on-error {on_error!r}: choose skip or stop")
     writer = CorpusWriter(output, kind, columns=columns, ragged=ragged, overwrite=overwrite,
-                          compression=compression, fingerprint=fingerprint(content),
+                          encoding=encoding, fingerprint=fingerprint(content),
                           attrs={S.ATTR_COMMAND: command, **attrs})
     with writer:
         summary = run_jobs(jobs, work, writer, workers=resolve_workers(workers), desc=kind, unit="img",

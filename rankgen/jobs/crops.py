@@ -20,9 +20,6 @@ COLUMNS = {"set": "int64", "rank": "int64", "source": "int64", "seed": "int64",
            "ibox_x0": "int64", "ibox_y0": "int64", "ibox_x1": "int64", "ibox_y1": "int64",
            "anchor_x": "float64", "anchor_y": "float64"}
 RAGGED = {"image": ("uint8", 3)}
-# Resized patches barely compress (lzf saves about 11 %) but lzf makes writing 8x slower, and the
-# single writing process is the bottleneck: see docs/crops.md, "Throughput".
-COMPRESSION = None
 
 
 def list_crowd_sources(dataset, root, split, n_images, seed, limit) -> tuple[list[SourceItem], str]:
@@ -141,7 +138,7 @@ def crops(
         output, "crops", jobs, crop_source, columns=columns, ragged=RAGGED, command=command,
         content={**content, "sources": [it.id for it in items]},
         attrs={S.ATTR_SEED: seed, S.ATTR_PARAMS: content, "labeled": labeled}, finish=finish,
-        compression=COMPRESSION, commit_every=2, overwrite=overwrite, workers=workers, progress=progress,
+        commit_every=2, overwrite=overwrite, workers=workers, progress=progress,
         on_error=on_error)
 
 

@@ -114,7 +114,7 @@ def distort(
     workers: int | None = None,
     overwrite: bool = False,
     on_error: str = "skip",
-    compression: str = "lzf",
+    compression: str = S.PNG,
     shard: str | tuple[int, int] | None = None,
     progress: bool = True,
 ) -> Summary:
@@ -132,8 +132,9 @@ def distort(
         raise RankgenError(f"--crop {crop}: crops must be at least 32 px")
     if crops_per_image < 1:
         raise RankgenError(f"--crops-per-image {crops_per_image}: must be at least 1")
-    if compression not in ("lzf", "gzip", "none"):
-        raise RankgenError(f"--compression {compression!r}: choose lzf, gzip or none")
+    if compression not in S.ENCODINGS:
+        raise RankgenError(f"--compression {compression!r}: choose {' or '.join(S.ENCODINGS)} (lzf and gzip were "
+                           "schema 1's HDF5 filters; png replaces both, smaller and compressed in the workers)")
     wanted_names = parse_distortions(distortions)
     shard = resolve_shard(shard)
     entry = SOURCES.entry(dataset)
@@ -177,5 +178,5 @@ def distort(
         output, "distort", jobs, distort_source, columns=COLUMNS, ragged=RAGGED, content=content, command=command,
         attrs={S.ATTR_SEED: seed, S.ATTR_RECIPE: rec.text,
                S.ATTR_PARAMS: {k: v for k, v in content.items() if k not in ("recipe_text", "sources")}},
-        finish=finish, compression=None if compression == "none" else compression, overwrite=overwrite,
+        finish=finish, encoding=compression, overwrite=overwrite,
         workers=workers, progress=progress, on_error=on_error)

@@ -1,0 +1,100 @@
+"""rankgen.pipeline: bounded work in flight, timed commits, encoding in the workers, Ctrl-C with a pool."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from rankgen import pipeline
+from rankgen.corpus import Corpus, CorpusWriter
+from rankgen.corpus import schema as S
+from rankgen.corpus.codec import Encoded
+from rankgen.pipeline import JobResult, run_jobs
+
+
+def test_windowed_never_has_more_than_the_window_in_flight():
+    submitted, consumed = [], []
+
+    def submit(job):
+        submitted.append(job)
+        # the window, plus the one result being handed to the consumer
+        assert len(submitted) - len(consumed) <= 3 + 1
+        return lambda: job * 10
+
+    for result in pipeline._windowed(submit, range(20), 3):
+        consumed.append(result)
+    assert consumed == [j * 10 for j in range(20)]
+
+
+def slow_job(job):
+    time.sleep(0.05)
+    if job == 25:
+        raise RuntimeError("the machine went away")
+    return JobResult(rows=[{"i": job, "image": np.full((4, 5, 3), job, np.uint8)}])
+
+
+def test_a_run_killed_late_resumes_from_its_last_timed_commit(tmp_path):
+    path = tmp_path / "t.h5"
+    # Commits by count or size would never happen in 26 jobs: only the clock commits.
+    kw = dict(columns={"i": "int64"}, ragged={"image": ("uint8", 3)}, attrs={}, fingerprint="t")
+    with pytest.raises(RuntimeError):
+        with CorpusWriter(path, "distort", **kw) as w:
+            run_jobs(range(30), slow_job, w, commit_every=1000, commit_seconds=0.3, progress=False)
+    with CorpusWriter(path, "distort", **kw) as w:
+        kept = int(w.attr(S.ATTR_JOBS_DONE))
+        assert 10 <= kept < 25 and w.n_done == kept
+
+
+def encoded_rows_seen(job):
+    return JobResult(rows=[{"i": job, "image": np.zeros((3, 3, 3), np.uint8)}])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_rows_reach_the_writer_encoded(tmp_path, monkeypatch, workers):
+    seen = []
+    real_append = CorpusWriter.append
+
+    def append(self, rows):
+        seen.extend(isinstance(row["image"], Encoded) for row in rows)
+        return real_append(self, rows)
+
+    monkeypatch.setattr(CorpusWriter, "append", append)
+    with CorpusWriter(tmp_path / "e.h5", "distort", columns={"i": "int64"}, ragged={"image": ("uint8", 3)}, attrs={},
+                      fingerprint="e") as w:
+        run_jobs(range(6), encoded_rows_seen, w, workers=workers, progress=False)
+        w.finish()
+    assert seen == [True] * 6
+    assert Corpus(tmp_path / "e.h5").image(5).shape == (3, 3, 3)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="process groups and SIGINT")
+def test_ctrl_c_with_a_pool_exits_130_and_keeps_a_resumable_partial(tmp_path, photo):
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i in range(8):
+        Image.fromarray(photo[i : i + 64, i : i + 80]).save(root / f"p{i}.png")
+    out = tmp_path / "c.h5"
+    cmd = [sys.executable, "-m", "rankgen", "distort", "--dataset", "folder", "--root", str(root), "--workers", "2",
+           "--distortions", "image_denoising,jpeg2000", "--quiet", "-o", str(out)]
+    for trial in range(3):
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        time.sleep(2.5 + 0.3 * trial)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: the whole group
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"trial {trial}: Ctrl-C with --workers 2 hung")
+        if proc.returncode == 0:
+            break  # finished before the signal: nothing left to interrupt
+        assert proc.returncode == 130, err.decode()
+        assert b"interrupted" in err and b"Traceback" not in err
+        assert not out.exists() and out.with_name("c.h5.partial").exists()
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert len(Corpus(out)) == 8 * 9
