@@ -6,6 +6,7 @@ and converts back to uint8 by rounding and saturating; `to_unit` / `from_unit` r
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..errors import BadImage, RankgenError
@@ -18,7 +19,8 @@ FAMILIES = ("noise", "blur", "compression", "colour", "spatial")
 
 
 def to_unit(image: np.ndarray) -> np.ndarray:
-    return image.astype(np.float32) / np.float32(255)
+    # One allocation instead of two: a fresh 512x384x3 float array costs ~0.5 ms in page faults.
+    return np.divide(image, np.float32(255), dtype=np.float32)
 
 
 def from_unit(values: np.ndarray) -> np.ndarray:
@@ -26,7 +28,16 @@ def from_unit(values: np.ndarray) -> np.ndarray:
 
 
 def from_255(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    """Round half to even and saturate to uint8 (MATLAB's uint8()): the bytes of
+    np.clip(np.rint(values), 0, 255).astype(np.uint8), in one pass without float temporaries."""
+    # As one column: OpenCV would read a 1-D array of up to 4 values as a scalar, not an array.
+    return cv2.add(values.reshape(-1, 1), 0, dtype=cv2.CV_8U).reshape(values.shape)
+
+
+def pointwise(image: np.ndarray, curve) -> np.ndarray:
+    """from_255(curve(image as float32)) for a curve applied to each sample on its own, through a
+    256-entry table: the same float operations on the 256 possible values, so the same bytes."""
+    return cv2.LUT(image, from_255(curve(np.arange(256, dtype=np.float32))))
 
 
 def require(condition: bool, name: str, message: str) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .base import DISTORTIONS, from_255, from_unit, require, to_unit
+from .base import DISTORTIONS, from_unit, pointwise, require, to_unit
 from .colourspace import rgb_to_ycbcr, ycbcr_to_rgb
 
 
 def _shift(image: np.ndarray, offset: float) -> np.ndarray:
-    return from_255(image.astype(np.float32) + np.float32(offset))
+    return pointwise(image, lambda values: values + np.float32(offset))
 
 
 @DISTORTIONS.register(
@@ -31,7 +31,7 @@ def mean_shift_darker(image: np.ndarray, param: float, rng: np.random.Generator)
 
 def _gain(image: np.ndarray, factor: float) -> np.ndarray:
     """The official contrast change: a gain about black, rounded and saturated."""
-    return from_255(image.astype(np.float32) * np.float32(factor))
+    return pointwise(image, lambda values: values * np.float32(factor))
 
 
 @DISTORTIONS.register(

@@ -136,7 +136,7 @@ def quantization_noise(image: np.ndarray, param: float, rng: np.random.Generator
     counts = np.bincount(classes, weights=hist, minlength=n_thresholds + 1)
     sums = np.bincount(classes, weights=hist * levels, minlength=n_thresholds + 1)
     means = np.rint(sums / np.maximum(counts, 1)).astype(np.uint8)
-    return means[classes][image]
+    return cv2.LUT(image, means[classes])
 
 
 # The official generator adds this second noise (the BM3D demo's sigma = 25 on [0, 255]) after the
