@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rankgen.distortions import DISTORTIONS, distort, load_recipe
-from rankgen.distortions.base import from_255
+from rankgen.distortions.base import KERNEL_VERSION, from_255, kernel_version, normal
 from rankgen.distortions.blur import odd_size
 from rankgen.distortions.metrics import psnr
 from rankgen.distortions.spatial import BLOCK, PATCH, PATCH_SHIFT, _corners, scaled
@@ -190,3 +190,45 @@ def test_spatial_and_sampling_rewrites_give_the_old_bytes(image, seed, count, sh
                                    ("sparse_sampling", share, _v1_sparse_sampling)]:
         new = distort(image, name, param, np.random.default_rng(seed))
         assert new.tobytes() == reference(image, param, np.random.default_rng(seed)).tobytes(), name
+
+
+# -- Kernel version 2: OpenCV's normal generator, seeded per call from the item's generator.
+
+def test_kernel_versions_are_recorded():
+    versions = {name: kernel_version(name) for name in DISTORTIONS.names()}
+    assert set(versions.values()) <= set(range(1, KERNEL_VERSION + 1))
+    assert max(versions.values()) == KERNEL_VERSION
+
+
+def test_normal_samples_depend_on_the_generator_alone():
+    before = cv2.getNumThreads()
+    try:
+        draws = []
+        for threads in (1, 2, 8):
+            cv2.setNumThreads(threads)
+            draws.append(normal(np.random.default_rng(3), (768, 1024, 3), 1.0).tobytes())
+    finally:
+        cv2.setNumThreads(before)
+    assert draws[0] == draws[1] == draws[2]
+    assert normal(np.random.default_rng(4), (768, 1024, 3), 1.0).tobytes() != draws[0]
+
+
+GREY = np.full((192, 256, 3), 128, dtype=np.uint8)
+RGB_FROM_YCBCR = np.linalg.inv(np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0],
+                                         [112.0, -93.786, -18.214]]) / 255)
+
+
+@pytest.mark.parametrize("name, param, expected_std", [
+    # Per channel, in grey levels, on a mid-grey image where nothing saturates.
+    ("gaussian_noise", 0.001, [255 * np.sqrt(0.001)] * 3),
+    ("multiplicative_noise", 0.05, [128 * 0.05] * 3),
+    ("color_noise", 0.0005, 255 * np.sqrt(0.0005 * np.sum(RGB_FROM_YCBCR**2, axis=1))),
+    ("spatially_correlated_noise", 0.001, [255 * np.sqrt(0.001)] * 3),
+])
+def test_noise_has_the_variance_of_its_formula_in_every_channel(name, param, expected_std):
+    out = distort(GREY, name, param, np.random.default_rng(0)).reshape(-1, 3).astype(np.float64)
+    # Rounding adds variance 1/12 per sample; 147k samples leave the std within ~0.5 %.
+    std = np.sqrt(np.maximum(out.var(axis=0) - 1 / 12, 0))
+    assert std == pytest.approx(expected_std, rel=0.03)
+    # Correlated noise has fewer independent samples, hence the loose bound on the mean.
+    assert out.mean(axis=0) == pytest.approx([128] * 3, abs=0.5)

@@ -14,6 +14,10 @@ from ..registry import Registry
 
 DISTORTIONS = Registry("distortion")
 
+# Raised whenever a kernel's bytes change on purpose; corpora record it. A type's registry entry
+# names the version its bytes last changed in (`kernel`, 1 when absent); docs/distortions.md lists them.
+KERNEL_VERSION = 2
+
 MIN_SIDE = 32
 FAMILIES = ("noise", "blur", "compression", "colour", "spatial")
 
@@ -38,6 +42,30 @@ def pointwise(image: np.ndarray, curve) -> np.ndarray:
     """from_255(curve(image as float32)) for a curve applied to each sample on its own, through a
     256-entry table: the same float operations on the 256 possible values, so the same bytes."""
     return cv2.LUT(image, from_255(curve(np.arange(256, dtype=np.float32))))
+
+
+def kernel_version(name: str) -> int:
+    return DISTORTIONS.entry(name).info.get("kernel", 1)
+
+
+def normal(rng: np.random.Generator, shape: tuple, std: float, mean: float = 0.0) -> np.ndarray:
+    """float32 samples of N(mean, std^2) from OpenCV's generator, seeded from `rng` (kernel 2).
+
+    cv2.randn is 3x faster than numpy's float32 ziggurat. It draws from the calling thread's own
+    generator, seeded here first with 31 bits from `rng`, and fills the array in one thread, so the
+    samples depend on `rng` alone, not on OpenCV's thread count or the worker.
+    """
+    out = np.empty(shape, dtype=np.float32)
+    channels = shape[2] if len(shape) == 3 else 1
+    cv2.setRNGSeed(int(rng.integers(0, 2**31)))
+    # Per-channel vectors: a bare float would be Scalar(v, 0, 0, 0), leaving later channels at 0.
+    cv2.randn(out, np.full(channels, mean), np.full(channels, std))
+    return out
+
+
+def add_rounded(image: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """uint8(image + values): the sum rounded half to even and saturated, in one OpenCV pass."""
+    return cv2.add(image, values, dtype=cv2.CV_8U)
 
 
 def require(condition: bool, name: str, message: str) -> None:
