@@ -191,3 +191,29 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def floor_ratios(repeat: int = 5) -> None:
+    """Each type's ms per call beside its floor (benchmarks/floors.py), interleaved, at its middle level."""
+    from floors import FLOORS
+
+    img = photo_512x384()
+    print(f"\n## kernel / floor, 512x384, median of {repeat} interleaved pairs, load {os.getloadavg()[0]:.1f}")
+    for recipe_name, levels in (("tid2013-full", 5), ("kadid10k", 6)):
+        recipe = load_recipe(recipe_name)
+        for name in recipe.names:
+            param = recipe.params(name, levels)[(levels - 1) // 2]
+            ours, floor = [], []
+            for r in range(repeat):
+                t = time.perf_counter()
+                distort(img, name, param, np.random.default_rng(r))
+                ours.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                FLOORS[name](img, param)
+                floor.append(time.perf_counter() - t)
+            mine, base = np.median(ours) * 1e3, np.median(floor) * 1e3
+            print(f"{recipe_name:13s} {name:30s} {mine:8.2f} ms  floor {base:8.2f} ms  {mine / base:5.2f}x")
+
+
+if __name__ == "__main__":
+    floor_ratios()

@@ -6,6 +6,7 @@ and converts back to uint8 by rounding and saturating; `to_unit` / `from_unit` r
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from ..errors import BadImage, RankgenError
@@ -13,12 +14,17 @@ from ..registry import Registry
 
 DISTORTIONS = Registry("distortion")
 
+# Raised whenever a kernel's bytes change on purpose; corpora record it. A type's registry entry
+# names the version its bytes last changed in (`kernel`, 1 when absent); docs/distortions.md lists them.
+KERNEL_VERSION = 2
+
 MIN_SIDE = 32
 FAMILIES = ("noise", "blur", "compression", "colour", "spatial")
 
 
 def to_unit(image: np.ndarray) -> np.ndarray:
-    return image.astype(np.float32) / np.float32(255)
+    # One allocation instead of two: a fresh 512x384x3 float array costs ~0.5 ms in page faults.
+    return np.divide(image, np.float32(255), dtype=np.float32)
 
 
 def from_unit(values: np.ndarray) -> np.ndarray:
@@ -26,7 +32,40 @@ def from_unit(values: np.ndarray) -> np.ndarray:
 
 
 def from_255(values: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    """Round half to even and saturate to uint8 (MATLAB's uint8()): the bytes of
+    np.clip(np.rint(values), 0, 255).astype(np.uint8), in one pass without float temporaries."""
+    # As one column: OpenCV would read a 1-D array of up to 4 values as a scalar, not an array.
+    return cv2.add(values.reshape(-1, 1), 0, dtype=cv2.CV_8U).reshape(values.shape)
+
+
+def pointwise(image: np.ndarray, curve) -> np.ndarray:
+    """from_255(curve(image as float32)) for a curve applied to each sample on its own, through a
+    256-entry table: the same float operations on the 256 possible values, so the same bytes."""
+    return cv2.LUT(image, from_255(curve(np.arange(256, dtype=np.float32))))
+
+
+def kernel_version(name: str) -> int:
+    return DISTORTIONS.entry(name).info.get("kernel", 1)
+
+
+def normal(rng: np.random.Generator, shape: tuple, std: float, mean: float = 0.0) -> np.ndarray:
+    """float32 samples of N(mean, std^2) from OpenCV's generator, seeded from `rng` (kernel 2).
+
+    cv2.randn is 3x faster than numpy's float32 ziggurat. It draws from the calling thread's own
+    generator, seeded here first with 31 bits from `rng`, and fills the array in one thread, so the
+    samples depend on `rng` alone, not on OpenCV's thread count or the worker.
+    """
+    out = np.empty(shape, dtype=np.float32)
+    channels = shape[2] if len(shape) == 3 else 1
+    cv2.setRNGSeed(int(rng.integers(0, 2**31)))
+    # Per-channel vectors: a bare float would be Scalar(v, 0, 0, 0), leaving later channels at 0.
+    cv2.randn(out, np.full(channels, mean), np.full(channels, std))
+    return out
+
+
+def add_rounded(image: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """uint8(image + values): the sum rounded half to even and saturated, in one OpenCV pass."""
+    return cv2.add(image, values, dtype=cv2.CV_8U)
 
 
 def require(condition: bool, name: str, message: str) -> None:

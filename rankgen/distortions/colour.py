@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from PIL import Image
 
-from .base import DISTORTIONS, from_255, from_unit, require, to_unit
-from .colourspace import rgb_to_ycbcr, ycbcr_to_rgb
+from .base import DISTORTIONS, from_255, pointwise, require
+from .colourspace import chroma_gain_matrix
 
 
 def _shift(image: np.ndarray, offset: float) -> np.ndarray:
-    return from_255(image.astype(np.float32) + np.float32(offset))
+    return pointwise(image, lambda values: values + np.float32(offset))
 
 
 @DISTORTIONS.register(
@@ -31,7 +32,7 @@ def mean_shift_darker(image: np.ndarray, param: float, rng: np.random.Generator)
 
 def _gain(image: np.ndarray, factor: float) -> np.ndarray:
     """The official contrast change: a gain about black, rounded and saturated."""
-    return from_255(image.astype(np.float32) * np.float32(factor))
+    return pointwise(image, lambda values: values * np.float32(factor))
 
 
 @DISTORTIONS.register(
@@ -51,15 +52,12 @@ def contrast_increase(image: np.ndarray, param: float, rng: np.random.Generator)
 
 
 @DISTORTIONS.register(
-    "color_saturation", aliases=("tid18",), tid=18, family="colour", metric="saturation", random=False
+    "color_saturation", aliases=("tid18",), tid=18, family="colour", metric="saturation", random=False, kernel=2
 )
 def color_saturation(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """Scale Cb and Cr about neutral by `param` (< 1 desaturates; < 0 also inverts hues)."""
     require(param < 1, "color_saturation", f"chroma factor must be < 1, got {param}")
-    ycbcr = rgb_to_ycbcr(to_unit(image))
-    neutral = np.float32(0.5)
-    ycbcr[:, :, 1:] = neutral + (ycbcr[:, :, 1:] - neutral) * np.float32(param)
-    return from_unit(ycbcr_to_rgb(ycbcr))
+    return from_255(cv2.transform(image.astype(np.float32), chroma_gain_matrix(param)))
 
 
 PALETTE_MASK, PALETTE_CENTRE = np.uint8(0xF8), np.uint8(4)

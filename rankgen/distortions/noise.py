@@ -9,35 +9,31 @@ import cv2
 import numpy as np
 import scipy.fft
 
-from .base import DISTORTIONS, from_255, from_unit, require, to_unit
-from .colourspace import rgb_to_ycbcr, ycbcr_to_rgb
+from .base import DISTORTIONS, add_rounded, normal, require
+from .colourspace import ycbcr_noise_in_rgb
 
 # The official high-pass radius is 10 frequency samples on TID2013's 512-pixel-wide images; as a
 # frequency in cycles per pixel the filter has the same shape at every image size.
 HIGH_PASS_CUTOFF = 10 / 512
 
 
-def _normal(rng: np.random.Generator, shape: tuple, std: float) -> np.ndarray:
-    return rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
-
-
 @DISTORTIONS.register(
-    "gaussian_noise", aliases=("tid01",), tid=1, family="noise", metric="psnr", random=True
+    "gaussian_noise", aliases=("tid01",), tid=1, family="noise", metric="psnr", random=True, kernel=2
 )
 def gaussian_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """imnoise(img, 'gaussian', 0, param): white noise of variance `param`, independent per channel."""
     require(param > 0, "gaussian_noise", f"variance must be > 0, got {param}")
-    return from_unit(to_unit(image) + _normal(rng, image.shape, np.sqrt(param)))
+    # Noise in grey levels: x + 255 n is 255 (x / 255 + n), the [0, 1] formula, in one rounding.
+    return add_rounded(image, normal(rng, image.shape, 255 * np.sqrt(param)))
 
 
 @DISTORTIONS.register(
-    "color_noise", aliases=("tid02",), tid=2, family="noise", metric="psnr", random=True
+    "color_noise", aliases=("tid02",), tid=2, family="noise", metric="psnr", random=True, kernel=2
 )
 def color_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """White noise of variance `param` added to Y, Cb and Cr, then back to RGB."""
     require(param > 0, "color_noise", f"variance must be > 0, got {param}")
-    ycbcr = rgb_to_ycbcr(to_unit(image)) + _normal(rng, image.shape, np.sqrt(param))
-    return from_unit(ycbcr_to_rgb(ycbcr))
+    return add_rounded(image, ycbcr_noise_in_rgb(normal(rng, image.shape, 255 * np.sqrt(param))))
 
 
 def _high_pass(shape: tuple[int, int]) -> np.ndarray:
@@ -47,16 +43,16 @@ def _high_pass(shape: tuple[int, int]) -> np.ndarray:
 
 
 @DISTORTIONS.register(
-    "high_frequency_noise", aliases=("tid05",), tid=5, family="noise", metric="psnr", random=True
+    "high_frequency_noise", aliases=("tid05",), tid=5, family="noise", metric="psnr", random=True, kernel=2
 )
 def high_frequency_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """White noise of variance `param`, high-pass filtered in the Fourier domain, added to the image."""
     require(param > 0, "high_frequency_noise", f"variance must be > 0, got {param}")
-    noise = _normal(rng, image.shape, np.sqrt(param))
+    noise = normal(rng, image.shape, 255 * np.sqrt(param))
     # scipy.fft keeps float32 (numpy's promotes to float64 and is 5x slower here).
     spectrum = scipy.fft.rfft2(noise, axes=(0, 1)) * _high_pass(image.shape[:2])[:, :, None]
     filtered = scipy.fft.irfft2(spectrum, s=image.shape[:2], axes=(0, 1))
-    return from_unit(to_unit(image) + filtered)
+    return add_rounded(image, filtered)
 
 
 @DISTORTIONS.register(
@@ -73,13 +69,12 @@ def impulse_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> 
 
 
 @DISTORTIONS.register(
-    "multiplicative_noise", aliases=("tid19",), tid=19, family="noise", metric="psnr", random=True
+    "multiplicative_noise", aliases=("tid19",), tid=19, family="noise", metric="psnr", random=True, kernel=2
 )
 def multiplicative_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """Each sample times (1 + param * N(0, 1)), independent per channel."""
     require(param > 0, "multiplicative_noise", f"noise std must be > 0, got {param}")
-    gain = 1 + _normal(rng, image.shape, param)
-    return from_255(image.astype(np.float32) * gain)
+    return cv2.multiply(image, normal(rng, image.shape, param, mean=1.0), dtype=cv2.CV_8U)
 
 
 def _class_costs(hist: np.ndarray) -> np.ndarray:
@@ -136,7 +131,7 @@ def quantization_noise(image: np.ndarray, param: float, rng: np.random.Generator
     counts = np.bincount(classes, weights=hist, minlength=n_thresholds + 1)
     sums = np.bincount(classes, weights=hist * levels, minlength=n_thresholds + 1)
     means = np.rint(sums / np.maximum(counts, 1)).astype(np.uint8)
-    return means[classes][image]
+    return cv2.LUT(image, means[classes])
 
 
 # The official generator adds this second noise (the BM3D demo's sigma = 25 on [0, 255]) after the
@@ -146,7 +141,7 @@ NLM_PATCH, NLM_SEARCH = 5, 11
 
 
 @DISTORTIONS.register(
-    "image_denoising", aliases=("tid09",), tid=9, family="noise", metric="psnr", random=True
+    "image_denoising", aliases=("tid09",), tid=9, family="noise", metric="psnr", random=True, kernel=2
 )
 def image_denoising(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """Noise of variance `param` plus sigma 25/255, then non-local means tuned to the total sigma.
@@ -158,8 +153,8 @@ def image_denoising(image: np.ndarray, param: float, rng: np.random.Generator) -
     """
     require(param > 0, "image_denoising", f"variance must be > 0, got {param}")
     sigma = float(np.sqrt(param + DENOISER_EXTRA_SIGMA**2))
-    noisy = from_unit(to_unit(image) + _normal(rng, image.shape, sigma))
     strength = 255 * sigma
+    noisy = add_rounded(image, normal(rng, image.shape, strength))
     denoised = cv2.fastNlMeansDenoisingColored(
         np.ascontiguousarray(noisy[:, :, ::-1]), None, strength, strength, NLM_PATCH, NLM_SEARCH
     )

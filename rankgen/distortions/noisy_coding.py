@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .base import DISTORTIONS, from_255, require
+from .base import DISTORTIONS, add_rounded, normal, require
 from .compression import jpeg, jpeg2000
 
 # Comfort noise matches the local energy of the lost detail over a Gaussian window of this sigma.
@@ -14,7 +14,8 @@ COMFORT_SIGMA = 2.0
 NOISY_VARIANCE = 0.002
 
 
-@DISTORTIONS.register("comfort_noise", aliases=("tid20",), tid=20, family="compression", metric="psnr", random=True)
+@DISTORTIONS.register("comfort_noise", aliases=("tid20",), tid=20, family="compression", metric="psnr", random=True,
+                      kernel=2)
 def comfort_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """JPEG 2000 at `param` bits per pixel, then noise standing in for the detail the coder dropped.
 
@@ -23,18 +24,18 @@ def comfort_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> 
     strength: the decoder-side texture synthesis of a comfort-noise codec.
     """
     require(0 < param < 24, "comfort_noise", f"bits per pixel must be in (0, 24), got {param}")
-    coded = jpeg2000(image, param, rng).astype(np.float32)
+    coded = jpeg2000(image, param, rng)
     lost = image.astype(np.float32) - coded
     energy = np.sqrt(cv2.GaussianBlur(lost * lost, (0, 0), COMFORT_SIGMA, borderType=cv2.BORDER_REFLECT))
-    return from_255(coded + energy * rng.standard_normal(image.shape, dtype=np.float32))
+    return add_rounded(coded, energy * normal(rng, image.shape, 1.0))
 
 
 @DISTORTIONS.register(
-    "noisy_image_compression", aliases=("tid21",), tid=21, family="compression", metric="psnr", random=True
+    "noisy_image_compression", aliases=("tid21",), tid=21, family="compression", metric="psnr", random=True,
+    kernel=2,
 )
 def noisy_image_compression(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """White noise of variance 0.002, then JPEG at quality `param`: a noisy camera image, compressed."""
     quality = int(round(param))
     require(1 <= quality <= 100, "noisy_image_compression", f"quality must be in 1..100, got {param}")
-    noise = rng.standard_normal(image.shape, dtype=np.float32) * np.float32(255 * np.sqrt(NOISY_VARIANCE))
-    return jpeg(from_255(image.astype(np.float32) + noise), quality, rng)
+    return jpeg(add_rounded(image, normal(rng, image.shape, 255 * np.sqrt(NOISY_VARIANCE))), quality, rng)

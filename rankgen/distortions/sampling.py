@@ -28,12 +28,18 @@ def sparse_sampling(image: np.ndarray, param: float, rng: np.random.Generator) -
     values = image.astype(np.float32) * kept[:, :, None]
     sigma = SPREAD / np.sqrt(param)
     rebuilt = np.empty_like(values)
-    weight = np.zeros(image.shape[:2], dtype=np.float32)
+    missing = np.ones(image.shape[:2], dtype=bool)
     for scale in (1, 4):
         den = _gaussian(kept, scale * sigma)
         num = _gaussian(values, scale * sigma)
-        fill = (weight < 1e-3) & (den >= 1e-3)
-        rebuilt[fill] = num[fill] / den[fill][:, None]
-        weight = np.where(fill, den, weight)
-    rebuilt[weight < 1e-3] = image.reshape(-1, 3).mean(axis=0)
-    return from_255(np.where(kept[:, :, None] > 0, image.astype(np.float32), rebuilt))
+        fill = missing & (den >= 1e-3)
+        # Element-wise the same division as on the filled pixels alone, without gathering them.
+        np.divide(num, den[:, :, None], out=rebuilt, where=fill[:, :, None])
+        missing &= ~fill
+        if not missing.any():
+            break
+    else:
+        rebuilt[missing] = np.array(cv2.sumElems(image)[:3]) / (image.shape[0] * image.shape[1])
+    out = from_255(rebuilt)
+    np.copyto(out, image, where=kept[:, :, None] > 0)
+    return out
