@@ -129,3 +129,66 @@ def test_missing_torch_is_one_clear_line():
 
     result = subprocess.run([sys.executable, "-c", BLOCK_TORCH], capture_output=True, text=True)
     assert result.returncode == 2 and "rankgen[train]" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_diverging_run_stops_with_one_line_and_writes_no_checkpoint(tmp_path, corpora):
+    r = CliRunner().invoke(main, ["run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=nan",
+                                                "optim.lr=1e30", "optim.epochs=3", "optim.iters_per_epoch=4")])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith("error: loss became") and "at step" in line and "rank=" in line and "optim.lr" in line
+    assert not (tmp_path / "runs" / "nan" / "best.pt").exists() and not (tmp_path / "runs" / "nan" / "last.pt").exists()
+
+
+def test_nonfinite_weights_are_never_saved(tmp_path):
+    from train.errors import TrainError
+    from train.loop import atomic_save
+
+    with pytest.raises(TrainError, match="non-finite"):
+        atomic_save({"model": {"w": torch.tensor([1.0, float("nan")])}}, tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_nan_score_never_becomes_best(tmp_path, corpora, monkeypatch):
+    from train import loop
+
+    scores = iter([0.2, float("nan"), 0.1])
+    monkeypatch.setattr(loop.Trainer, "evaluate", lambda self: {"heldout_pra": next(scores)})
+    r = _run(tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=b", "optim.epochs=3"))
+    assert r.exit_code == 0, r.output
+    assert torch.load(tmp_path / "runs" / "b" / "best.pt", weights_only=False)["epoch"] == 1
+
+
+@pytest.mark.parametrize("setting", ["data.patch=0", "data.patch=100000", "data.workers=-1", "optim.batch_size=0",
+                                     "optim.epochs=-1", "data.heldout=1.5"])
+def test_bad_values_are_one_line_naming_key_and_range(tmp_path, corpora, setting):
+    line = _error(tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}"), "--set", setting)
+    key = setting.split("=")[0]
+    assert line.startswith(f"error: {key}=") and "expected" in line
+
+
+def test_the_same_resume_command_works_before_and_after_the_first_checkpoint(tmp_path, corpora):
+    args = ["run", "--resume", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=r", "optim.epochs=1")]
+    first = _run(tmp_path, *args)
+    assert first.exit_code == 0 and "no checkpoint yet" in first.output, first.output
+    second = _run(tmp_path, *args[:-2], "--set", "optim.epochs=2")
+    assert second.exit_code == 0 and "resumed" in second.output, second.output
+
+
+def test_resume_with_another_model_is_one_line(tmp_path, corpora):
+    base = _sets(tmp_path, f"data.ranked={corpora['distort']}", "name=m", "optim.epochs=1")
+    assert _run(tmp_path, "run", *base).exit_code == 0
+    for change in ("model.arch=resnet50", "model.width=8"):
+        line = _error(tmp_path, "run", "--resume", *base, "--set", change)
+        assert "--resume:" in line and change.split("=")[0] in line
+
+
+def test_two_runs_cannot_write_one_folder(tmp_path):
+    from train.errors import TrainError
+    from train.loop import lock_run_dir
+
+    held = lock_run_dir(tmp_path)
+    with pytest.raises(TrainError, match=r"another process \(pid \d+\) is training in"):
+        lock_run_dir(tmp_path)
+    held.close()
+    lock_run_dir(tmp_path).close()

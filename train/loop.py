@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from . import metrics as M
-from .config import dump
+from .config import _flat, dump
 from .data import (LABELED_KINDS, DensityDataset, GroupBatchSampler, ItemBatchSampler, PatchDataset, RankedIndex,
                    group_crop_seeds, open_corpus, to_tensor)
 from .distributed import Dist, barrier, gather, gather_ints, init_from_env, shutdown
@@ -56,8 +56,30 @@ def build_corpora(cfg: dict, d: Dist) -> None:
         barrier(d)
 
 
+def check_finite(loss: torch.Tensor, parts: dict, step: int, epoch: int) -> None:
+    """Stop at the first non-finite loss, before it reaches the weights: training on would only
+    spread nan through every parameter and every later score."""
+    if torch.isfinite(loss).all():
+        return
+    terms = ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
+    raise TrainError(f"loss became {loss.item()} at step {step} (epoch {epoch}; {terms}); the run diverged, "
+                     "no checkpoint of it was written: lower optim.lr (e.g. --set optim.lr=1e-4) and start again")
+
+
+def nonfinite_tensors(state: dict) -> list[str]:
+    return [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+            and not torch.isfinite(v).all()]
+
+
 def atomic_save(obj, path: Path) -> None:
-    """Write to a temporary name, fsync, then rename: a crash never leaves a torn checkpoint."""
+    """Write to a temporary name, fsync, then rename: a crash never leaves a torn checkpoint.
+
+    A model whose weights are not finite is refused: such a file could only mislead later."""
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        bad = nonfinite_tensors(obj["model"])
+        if bad:
+            raise TrainError(f"the weights became non-finite ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
+                             f"{path.name} was not written: lower optim.lr and start again")
     tmp = path.with_name(path.name + ".tmp")
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -182,6 +204,7 @@ class Trainer:
         if cfg["train"]["compile"]:
             self.net = torch.compile(self.net)
         self.epoch = 0
+        self.steps = 0
         self.best = -float("inf")
         self.history: list[dict] = []
 
@@ -272,9 +295,11 @@ class Trainer:
             l, p = self.ranked_loss(ranked_batch)
             weight = self.cfg["loss"]["lambda"] if labeled_batch is not None else 1.0
             loss, parts = loss + weight * l, {**parts, **p}
+        check_finite(loss, parts, self.steps + 1, self.epoch + 1)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        self.steps += 1
         return loss.item(), parts
 
     # -- epochs ------------------------------------------------------------------------------
@@ -363,8 +388,11 @@ class Trainer:
         return res
 
     def key_metric(self, res: dict) -> float:
+        """The score best.pt maximizes: the first of these the run reports, nan when undefined
+        (a nan never counts as an improvement; falling back to another key would compare apples
+        with pears across epochs)."""
         for key, sign in (("srocc", 1), ("mae", -1), ("heldout_pra", 1)):
-            if key in res and np.isfinite(res[key]):
+            if key in res:
                 return sign * res[key]
         return -self.history[-1]["loss"] if self.history else -float("inf")
 
@@ -432,25 +460,75 @@ def tensorboard_writer(run_dir: Path):
 def run(cfg: dict, resume: bool = False) -> dict:
     """Train per the resolved config; return the last evaluation (printed by the CLI)."""
     d = init_from_env(pick_device(cfg["train"]["device"]))
-    result = _run(cfg, resume, d)
+    run_dir = Path(cfg["out"]) / cfg["name"]
+    lock = None
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_run_dir(run_dir)
+    try:
+        result = _run(cfg, resume, d)
+    finally:
+        if lock is not None:
+            lock.close()
     shutdown(d)
     return result
+
+
+# What a resumed run may change: how long it runs and how it is executed, never what it trains.
+RESUMABLE = ("optim.epochs", "optim.patience", "data.workers", "data.cache_mb", "data.build")
+
+
+def resume_mismatch(saved: dict, cfg: dict) -> list[str]:
+    old, new = _flat(saved), _flat(cfg)
+    return sorted(k for k in set(old) | set(new)
+                  if old.get(k) != new.get(k) and k not in RESUMABLE and not k.startswith("train."))
+
+
+def lock_run_dir(run_dir: Path):
+    """flock runs/<name>/.lock for the whole run: a second `train run` on the same folder (say a
+    --resume while the first still trains) stops at once instead of interleaving checkpoints. The
+    kernel drops the lock when the process dies, so a killed run leaves nothing stale."""
+    import fcntl
+
+    handle = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "?"
+        handle.close()
+        raise TrainError(f"another process (pid {owner}) is training in {run_dir}; wait for it to finish "
+                         "or choose another --set name=...") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def _run(cfg: dict, resume: bool, d: Dist) -> dict:
     run_dir = Path(cfg["out"]) / cfg["name"]
     last = run_dir / "last.pt"
     if d.main:
-        if run_dir.exists() and (last.exists()) and not resume:
+        if last.exists() and not resume:
             raise TrainError(f"{run_dir} already holds a run; pass --resume to continue it or --set name=OTHER")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(dump(cfg))
     barrier(d)
+    ck = None
+    if resume and last.exists():
+        ck = load_checkpoint(last)
+        changed = resume_mismatch(ck["config"], cfg)
+        if changed:
+            raise TrainError(f"--resume: {run_dir} was trained with other settings ({', '.join(changed)}); "
+                             "only optim.epochs, optim.patience, data.workers and train.* may change, "
+                             "or start a new run with --set name=OTHER")
+    elif resume:
+        # The same command works before and after the first checkpoint: nothing to continue yet.
+        log(f"--resume: {run_dir} has no checkpoint yet; starting from the first epoch", d)
+    if d.main:
+        (run_dir / "config.yaml").write_text(dump(cfg))
     trainer = Trainer(cfg, d)
-    if resume:
-        if not last.exists():
-            raise TrainError(f"--resume: {last} does not exist")
-        trainer.restore(load_checkpoint(last))
+    if ck is not None:
+        trainer.restore(ck)
         log(f"resumed {run_dir} after epoch {trainer.epoch}", d)
     tb = tensorboard_writer(run_dir) if d.main else None
     res: dict = {}
@@ -464,7 +542,7 @@ def _run(cfg: dict, resume: bool, d: Dist) -> dict:
             score = trainer.key_metric(res)
             shown = "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "lr", "seconds"))
             log(f"epoch {trainer.epoch}: {shown}")
-            improved = score > trainer.best
+            improved = bool(np.isfinite(score) and score > trainer.best)
             if improved:
                 trainer.best = score
             state = trainer.state()
