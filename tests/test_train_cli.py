@@ -192,3 +192,50 @@ def test_two_runs_cannot_write_one_folder(tmp_path):
         lock_run_dir(tmp_path)
     held.close()
     lock_run_dir(tmp_path).close()
+
+
+def test_the_test_split_never_chooses_best_pt(tmp_path, corpora):
+    """Two runs that differ only in the test corpus's labels (one the negation of the other) must
+    keep the same best.pt: the choice is made on validation data carved from training."""
+    import shutil
+
+    flipped = tmp_path / "flipped.h5"
+    shutil.copy(corpora["annotate"], flipped)
+    with h5py.File(flipped, "a") as f:
+        f["items/score"][...] = -f["items/score"][...]
+    best = []
+    for name, test in (("t1", corpora["annotate"]), ("t2", flipped)):
+        r = _run(tmp_path, "run", *_sets(tmp_path, "objective=regress", f"data.labeled={corpora['annotate']}",
+                                         f"data.test={test}", "optim.epochs=4", "data.val=0.34", f"name={name}",
+                                         "optim.lr=0.05"))
+        assert r.exit_code == 0 and "val_srocc:" in r.output, r.output
+        best.append(torch.load(tmp_path / "runs" / name / "best.pt", weights_only=False))
+    assert best[0]["epoch"] == best[1]["epoch"]
+    for k, v in best[0]["model"].items():
+        assert torch.equal(v, best[1]["model"][k]), k
+    assert [row["srocc"] for row in best[0]["history"]] == [-row["srocc"] for row in best[1]["history"]]
+
+
+@pytest.mark.parametrize("refs, twins_together", [(["motorcycle_left", "motorcycle_right", "a", "b", "c"], True)])
+def test_stereo_twins_are_one_scene(refs, twins_together):
+    import numpy as np
+
+    from train.data import hold_out_scenes, scene_of
+
+    assert scene_of("motorcycle_left") == scene_of("motorcycle_right") == "motorcycle"
+    assert scene_of("left") == "left" and scene_of("a_leftover") == "a_leftover"
+    for seed in range(20):
+        held = hold_out_scenes(np.array(refs), 0.4, np.random.default_rng(seed))
+        assert held[0] == held[1]
+        assert 0 < held.sum() < len(refs)
+
+
+def test_patience_stops_early_on_validation(tmp_path, corpora, monkeypatch):
+    from train import loop
+
+    scores = iter([0.5, 0.4, 0.3, 0.9])
+    monkeypatch.setattr(loop.Trainer, "evaluate", lambda self: {"heldout_pra": next(scores)})
+    r = _run(tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=p", "optim.epochs=4",
+                                     "optim.patience=2"))
+    assert r.exit_code == 0 and "early stop" in r.output, r.output
+    assert torch.load(tmp_path / "runs" / "p" / "last.pt", weights_only=False)["epoch"] == 3

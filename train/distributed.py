@@ -75,6 +75,15 @@ def gather_ints(values: list[int], d: Dist) -> list[int]:
     return gather(t, d).tolist()
 
 
+def decided_by_main(flag: bool, d: Dist) -> bool:
+    """The main process's flag in every process (a choice made from rank-0 state, e.g. early stop)."""
+    if d.world == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=d.device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
 def barrier(d: Dist) -> None:
     if d.world > 1:
         dist.barrier()

@@ -18,9 +18,11 @@ from torch.utils.data import DataLoader
 
 from . import metrics as M
 from .config import _flat, dump
+from rankgen.seeding import rng_for
+
 from .data import (LABELED_KINDS, DensityDataset, GroupBatchSampler, ItemBatchSampler, PatchDataset, RankedIndex,
-                   group_crop_seeds, open_corpus, to_tensor)
-from .distributed import Dist, barrier, gather, gather_ints, init_from_env, shutdown
+                   group_crop_seeds, hold_out_scenes, open_corpus, scene_of, to_tensor)
+from .distributed import Dist, barrier, decided_by_main, gather, gather_ints, init_from_env, shutdown
 from .errors import TrainError
 from .losses import DCRLoss, allpairs_rank_loss, counting_loss
 from .models import MODELS, build_model, load_weights, read_torch_file
@@ -135,7 +137,7 @@ class Trainer:
 
         # -- data ---------------------------------------------------------------------------
         build_corpora(cfg, d)
-        self.ranked = self.ranked_eval = self.labeled = self.labeled_eval = None
+        self.ranked = self.ranked_eval = self.labeled = self.labeled_val = self.labeled_eval = None
         self.loaders: dict[str, DataLoader] = {}
         patch = dc["patch"]
         loader_kw = dict(num_workers=dc["workers"], persistent_workers=dc["workers"] > 0)
@@ -155,14 +157,16 @@ class Trainer:
             kinds = LABELED_KINDS[self.objective if self.objective == "dcr" else self.task]
             target = "count" if self.task == "counting" else dc["target"]
             corpus = self.open_labeled(dc["labeled"], kinds, "labeled", target)
-            split = corpus.column("split")
-            self.labeled = Split(corpus, np.flatnonzero(split == "train"), self.labeled_dataset(corpus), target)
+            dataset = self.labeled_dataset(corpus)
+            train_items, val_items = self.carve_validation(corpus, dc["test"])
+            self.labeled = Split(corpus, train_items, dataset, target)
+            self.labeled_val = Split(corpus, val_items, dataset, target) if len(val_items) else None
             if dc["test"]:
                 test = self.open_labeled(dc["test"], kinds, "test", target)
                 self.labeled_eval = Split(test, np.arange(len(test)), self.labeled_dataset(test), target)
                 test.close()
             else:
-                self.labeled_eval = Split(corpus, np.flatnonzero(split == "test"), self.labeled.dataset, target)
+                self.labeled_eval = Split(corpus, np.flatnonzero(corpus.column("split") == "test"), dataset, target)
             if self.objective in ("regress", "multitask", "dcr"):
                 batch = oc["batch_size"] if self.objective == "dcr" else oc["labeled_batch"]
                 self.labeled_sampler = ItemBatchSampler(self.labeled.items, batch, cfg["seed"], d.rank, d.world)
@@ -206,6 +210,7 @@ class Trainer:
         self.epoch = 0
         self.steps = 0
         self.best = -float("inf")
+        self.best_epoch = 0
         self.history: list[dict] = []
 
     # -- helpers -----------------------------------------------------------------------------
@@ -215,6 +220,28 @@ class Trainer:
             if col not in corpus.columns():
                 raise TrainError(f"data.{role}: {corpus.path} has no column {col!r}; it has {', '.join(corpus.columns())}")
         return corpus
+
+    def carve_validation(self, corpus, separate_test) -> tuple[np.ndarray, np.ndarray]:
+        """(train, validation) items of the labeled corpus's split "train", by scene (scene_of).
+
+        Every choice the run makes (best.pt, early stopping) uses validation; the test split is only
+        reported. A training item whose stereo twin is in the test split is left out altogether.
+        """
+        split = corpus.column("split")
+        refs = corpus.column("ref") if "ref" in corpus.columns() else np.arange(len(corpus)).astype(str)
+        train = np.flatnonzero(split == "train")
+        if not separate_test:
+            test_scenes = {scene_of(r) for r in refs[split == "test"]}
+            leaked = np.array([scene_of(r) in test_scenes for r in refs[train]], dtype=bool)
+            if leaked.any():
+                log(f"note: {int(leaked.sum())} training items of {corpus.path} show a scene of the test split "
+                    f"({', '.join(sorted({str(r) for r in refs[train[leaked]]})[:4])}); left out of training", self.d)
+                train = train[~leaked]
+        held = hold_out_scenes(refs[train], self.cfg["data"]["val"], rng_for(self.cfg["seed"], "validation"))
+        if self.cfg["data"]["val"] > 0 and not held.any():
+            log(f"note: {corpus.path} has one training scene only; no validation split, best.pt follows "
+                "the ranked held-out PRA or the training loss", self.d)
+        return train[~held], train[held]
 
     def labeled_dataset(self, corpus):
         dc = self.cfg["data"]
@@ -228,17 +255,17 @@ class Trainer:
 
     @staticmethod
     def split_refs(corpus, groups: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        """Hold out whole references (all their rows), so evaluation images were never trained on."""
+        """Hold out whole scenes (all rows of a reference and of its stereo twin), so held-out images
+        were never trained on."""
         anchors = groups[:, 0]
-        # Whole source images go to one side: `ref` (distort) or `source` (crops) when present.
+        # Whole source images go to one side: `ref` (distort) or `source` (crops) when present,
+        # by name where the corpus has the name table (scene_of needs names).
         column = next((c for c in ("ref", "source") if c in corpus.columns()), None)
         refs = corpus.column(column)[anchors] if column else anchors
-        unique = np.unique(refs)
-        n_out = int(round(fraction * len(unique)))
-        if fraction > 0 and len(unique) > 1:
-            n_out = min(max(n_out, 1), len(unique) - 1)
-        held = np.random.default_rng(12345).permutation(unique)[:n_out]
-        mask = np.isin(refs, held)
+        table = {"ref": "ref_id", "source": "source_id"}.get(column)
+        if table in corpus.tables():
+            refs = corpus.table(table)[refs]
+        mask = hold_out_scenes(refs, fraction, np.random.default_rng(12345))
         return np.flatnonzero(~mask), np.flatnonzero(mask)
 
     def autocast(self):
@@ -371,27 +398,29 @@ class Trainer:
             pred = np.full(int(items.max()) + 1, np.nan)
             pred[items] = self.predict_items(self.ranked_ds, items, dc["test_crops"], seeds)
             res["heldout_pra"] = M.pra_groups(pred, groups)
-        ev = self.labeled_eval
-        if ev is not None and len(ev.items):
-            items = ev.items
-            pred = self.predict_items(ev.dataset, items, dc["test_crops"])
-            y = ev.target[items]
-            if self.task == "counting":
-                res.update(mae=M.mae(y, pred), rmse=M.rmse(y, pred))
-            else:
-                ann = ev.annotator[items] if ev.annotator is not None else None
-                res.update(M.per_annotator(y, pred, ann))
-                corpus = self.labeled_eval.corpus
-                if "true_score" in corpus.columns():
-                    true = corpus.column("true_score")[items]
-                    res.update(lcc_true=M.lcc(true, pred), srocc_true=M.srocc(true, pred))
+        if self.labeled_val is not None:
+            res.update({f"val_{k}": v for k, v in self.labeled_metrics(self.labeled_val).items()})
+        if self.labeled_eval is not None and len(self.labeled_eval.items):
+            res.update(self.labeled_metrics(self.labeled_eval))
+        return res
+
+    def labeled_metrics(self, split: Split) -> dict:
+        items = split.items
+        pred = self.predict_items(split.dataset, items, self.cfg["data"]["test_crops"])
+        y = split.target[items]
+        if self.task == "counting":
+            return {"mae": M.mae(y, pred), "rmse": M.rmse(y, pred)}
+        res = M.per_annotator(y, pred, split.annotator[items] if split.annotator is not None else None)
+        if "true_score" in split.corpus.columns():
+            true = split.corpus.column("true_score")[items]
+            res.update(lcc_true=M.lcc(true, pred), srocc_true=M.srocc(true, pred))
         return res
 
     def key_metric(self, res: dict) -> float:
         """The score best.pt maximizes: the first of these the run reports, nan when undefined
         (a nan never counts as an improvement; falling back to another key would compare apples
-        with pears across epochs)."""
-        for key, sign in (("srocc", 1), ("mae", -1), ("heldout_pra", 1)):
+        with pears across epochs). Only data carved from training: never the test split."""
+        for key, sign in (("val_srocc", 1), ("val_mae", -1), ("heldout_pra", 1)):
             if key in res:
                 return sign * res[key]
         return -self.history[-1]["loss"] if self.history else -float("inf")
@@ -399,7 +428,7 @@ class Trainer:
     # -- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict:
         return {
-            "arch": self.entry.name, "config": self.cfg, "epoch": self.epoch, "best": self.best,
+            "arch": self.entry.name, "config": self.cfg, "epoch": self.epoch, "best": self.best, "best_epoch": self.best_epoch,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "history": self.history,
             "criterion": self.criterion.state_dict() if self.criterion else None,
@@ -414,6 +443,7 @@ class Trainer:
         if self.criterion is not None and ck.get("criterion"):
             self.criterion.load_state_dict(ck["criterion"])
         self.epoch, self.best, self.history = ck["epoch"], ck["best"], ck["history"]
+        self.best_epoch = ck.get("best_epoch", 0)
 
 
 def write_metrics(history: list[dict], run_dir: Path) -> None:
@@ -544,7 +574,7 @@ def _run(cfg: dict, resume: bool, d: Dist) -> dict:
             log(f"epoch {trainer.epoch}: {shown}")
             improved = bool(np.isfinite(score) and score > trainer.best)
             if improved:
-                trainer.best = score
+                trainer.best, trainer.best_epoch = score, trainer.epoch
             state = trainer.state()
             atomic_save(state, last)
             if improved:
@@ -556,6 +586,10 @@ def _run(cfg: dict, resume: bool, d: Dist) -> dict:
                     if k != "epoch":
                         tb.add_scalar(k, v, trainer.epoch)
         barrier(d)
+        patience = cfg["optim"]["patience"]
+        if decided_by_main(bool(patience) and trainer.epoch - trainer.best_epoch >= patience, d):
+            log(f"early stop: no better validation score for {patience} epochs (best: epoch {trainer.best_epoch})", d)
+            break
     if tb is not None:
         tb.close()
     if d.main and trainer.history:
