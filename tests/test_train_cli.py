@@ -2,6 +2,8 @@
 
 import csv
 
+import numpy as np
+
 import h5py
 import pytest
 import torch
@@ -239,3 +241,11 @@ def test_patience_stops_early_on_validation(tmp_path, corpora, monkeypatch):
                                      "optim.patience=2"))
     assert r.exit_code == 0 and "early stop" in r.output, r.output
     assert torch.load(tmp_path / "runs" / "p" / "last.pt", weights_only=False)["epoch"] == 3
+
+
+def test_collapsed_predictions_warn(tmp_path, corpora, monkeypatch):
+    from train import loop
+
+    monkeypatch.setattr(loop.Trainer, "predict_items", lambda self, ds, items, n, seeds=None: np.full(len(items), 0.5))
+    r = _run(tmp_path, "run", *_sets(tmp_path, "objective=dcr", f"data.labeled={corpora['annotate']}", "optim.epochs=1"))
+    assert r.exit_code == 0 and "have collapsed" in r.output and "loss.gamma" in r.output, r.output

@@ -44,7 +44,7 @@ DEFAULTS: dict = {
         "margin": 1.0,       # epsilon of the ranking hinge (Eq. 4)
         "lambda": 1.0,       # weight of L_rank in L_reg + lambda L_rank (Eq. 5)
         "lambda1": 0.2, "lambda2": 0.2, "lambda3": 0.2,  # DCR Eq. 7
-        "gamma": 0.0,        # DCR margin (Eq. 2)
+        "gamma": 0.1,        # DCR margin (Eq. 2); 0 lets every prediction collapse to one value (docs/training.md)
         "disjoint": True,    # DCR: L_d-rank (True) or plain L_rank (False)
         "grl": True,         # DCR: annotator classifier with gradient reversal (False = DCR[-])
     },
@@ -212,6 +212,11 @@ def validate(cfg: dict) -> None:
                 not isinstance(value, (int, float)) or isinstance(value, bool)):
             raise TrainError(f"{key}={value!r}: expected a number")
         check_range(cfg, key, value)
+    lc = cfg["loss"]
+    if cfg["objective"] == "dcr" and lc["grl"] and lc["lambda2"] == 0 and lc["lambda3"] > 0:
+        raise TrainError(f"loss.lambda2=0 with loss.lambda3={lc['lambda3']}: the annotator classifier h_psi would never "
+                         "learn (Eq. 5), so L_theta would fight a random classifier; give lambda2 > 0, or drop the "
+                         "adversarial term with --set loss.grl=false")
     scales = cfg["data"]["scales"]
     if (not isinstance(scales, list) or len(scales) != 2 or not all(isinstance(v, int) for v in scales)
             or not 1 <= scales[0] <= scales[1]):

@@ -408,6 +408,10 @@ class Trainer:
         items = split.items
         pred = self.predict_items(split.dataset, items, self.cfg["data"]["test_crops"])
         y = split.target[items]
+        if M.collapsed(pred):
+            log(f"warning: the {len(pred)} predictions on {split.corpus.path.name} have collapsed (std "
+                f"{pred.std():.2g}): the network outputs one value for every image; for dcr raise loss.gamma "
+                "(e.g. 0.1) or loss.lambda1, else lower optim.lr", self.d)
         if self.task == "counting":
             return {"mae": M.mae(y, pred), "rmse": M.rmse(y, pred)}
         res = M.per_annotator(y, pred, split.annotator[items] if split.annotator is not None else None)

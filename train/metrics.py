@@ -112,3 +112,14 @@ def per_annotator(y: np.ndarray, pred: np.ndarray, annotator: np.ndarray | None)
         rows.append((pra(y[sel], pred[sel]), srocc(y[sel], pred[sel]), plcc(y[sel], pred[sel])))
     m = np.mean(np.array(rows), axis=0) if rows else np.full(3, np.nan)
     return {"pra": float(m[0]), "srocc": float(m[1]), "plcc": float(m[2]), "annotators_excluded": excluded}
+
+
+# Predictions whose standard deviation is below this (relative to their scale) carry no ranking:
+# the DCR runs of issue #15 that collapsed had std <= 0.001 on targets in [0, 1].
+COLLAPSE_STD = 1e-3
+
+
+def collapsed(pred: np.ndarray) -> bool:
+    pred = np.asarray(pred, np.float64)
+    return bool(len(pred) > 1 and np.all(np.isfinite(pred))
+                and pred.std() <= COLLAPSE_STD * max(1.0, float(np.abs(pred).mean())))
