@@ -144,7 +144,7 @@ def test_diverging_run_stops_with_one_line_and_writes_no_checkpoint(tmp_path, co
 
 def test_nonfinite_weights_are_never_saved(tmp_path):
     from train.errors import TrainError
-    from train.loop import atomic_save
+    from train.engine import atomic_save
 
     with pytest.raises(TrainError, match="non-finite"):
         atomic_save({"model": {"w": torch.tensor([1.0, float("nan")])}}, tmp_path / "x.pt")
@@ -249,3 +249,68 @@ def test_collapsed_predictions_warn(tmp_path, corpora, monkeypatch):
     monkeypatch.setattr(loop.Trainer, "predict_items", lambda self, ds, items, n, seeds=None: np.full(len(items), 0.5))
     r = _run(tmp_path, "run", *_sets(tmp_path, "objective=dcr", f"data.labeled={corpora['annotate']}", "optim.epochs=1"))
     assert r.exit_code == 0 and "have collapsed" in r.output and "loss.gamma" in r.output, r.output
+
+
+class _DropoutCNN(torch.nn.Module):
+    """The small CNN with dropout before its head, as VGG-16 has: resume must replay its masks."""
+
+    def __new__(cls, width=4):
+        from train.models.small import SmallCNN
+
+        model = SmallCNN(width)
+        head = model.head
+        drop = torch.nn.Dropout(0.5)
+        model.add_module("drop", drop)
+        model.head = lambda z: head(drop(z))
+        return model
+
+
+def _dropout_model():
+    from train.models import MODELS
+
+    if "small_dropout_test" not in MODELS.names():
+        MODELS.register("small_dropout_test", output="score", family="small")(_DropoutCNN)
+
+
+def test_resume_with_dropout_is_bit_identical(tmp_path, corpora):
+    _dropout_model()
+    base = [f"data.ranked={corpora['distort']}", "model.arch=small_dropout_test", "model.width=null"]
+    whole = _run(tmp_path, "run", *_sets(tmp_path, *base, "name=whole", "optim.epochs=3"))
+    assert whole.exit_code == 0, whole.output
+    first = _run(tmp_path, "run", *_sets(tmp_path, *base, "name=cut", "optim.epochs=1"))
+    rest = _run(tmp_path, "run", "--resume", *_sets(tmp_path, *base, "name=cut", "optim.epochs=3"))
+    assert first.exit_code == 0 and rest.exit_code == 0, rest.output
+    a = torch.load(tmp_path / "runs" / "whole" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "runs" / "cut" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_a_cuda_run_scores_on_this_machine_and_predict_fails_before_output(tmp_path, corpora):
+    r = _run(tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=g", "optim.epochs=1"))
+    assert r.exit_code == 0, r.output
+    ck = torch.load(tmp_path / "runs" / "g" / "last.pt", weights_only=False)
+    ck["config"]["train"]["device"] = "cuda"
+    torch.save(ck, tmp_path / "cuda.pt")
+    ev = _run(tmp_path, "eval", "--checkpoint", str(tmp_path / "cuda.pt"), "--data", str(corpora["distort"]))
+    assert ev.exit_code == 0 and "pra:" in ev.output, ev.output
+    png = tmp_path / "a.png"
+    png.write_bytes(b"x")
+    bad = CliRunner().invoke(main, ["predict", "--checkpoint", str(tmp_path / "nope.pt"), str(png)])
+    assert bad.exit_code == 2 and "path,score" not in bad.output and bad.output.startswith("error:")
+
+
+def test_evaluation_is_float32_outside_autocast():
+    from train.engine import predict
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append((x.dtype, torch.is_autocast_enabled(), self.training))
+            return x.mean(dim=(1, 2, 3))
+
+    m = Probe().train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = predict(m, [torch.rand(2, 3, 8, 8, dtype=torch.float64)], torch.device("cpu"))
+    assert seen == [(torch.float32, False, False)]
+    assert out.dtype == np.float64

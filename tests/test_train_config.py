@@ -61,7 +61,7 @@ def test_paper_recipes_load(name):
 def test_optimizer_is_chosen_by_name():
     import torch
 
-    from train.loop import make_optimizer
+    from train.engine import make_optimizer
 
     params = [torch.nn.Parameter(torch.zeros(2))]
     assert isinstance(make_optimizer(params, load_config(None)["optim"]), torch.optim.SGD)

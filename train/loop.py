@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,23 +19,17 @@ from rankgen.seeding import rng_for
 
 from .data import (LABELED_KINDS, DensityDataset, GroupBatchSampler, ItemBatchSampler, PatchDataset, RankedIndex,
                    group_crop_seeds, hold_out_scenes, open_corpus, scene_of, to_tensor)
-from .distributed import Dist, barrier, decided_by_main, gather, gather_ints, init_from_env, shutdown
+from .distributed import Dist, barrier, decided_by_main, gather_shards, gather, gather_ints, init_from_env, shutdown
 from .errors import TrainError
+from .engine import (atomic_save, autocast, grad_scaler, load_checkpoint, make_optimizer, make_scheduler, pick_device,
+                     predict, rng_state, set_rng_state, to_device, train_one_epoch)
 from .losses import DCRLoss, allpairs_rank_loss, counting_loss
-from .models import MODELS, build_model, load_weights, read_torch_file
+from .models import MODELS, build_model, load_weights
 
 
 def log(msg: str, d: Dist | None = None) -> None:
     if d is None or d.main:
         print(msg, file=sys.stderr, flush=True)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("train.device=cuda but no CUDA device is available; use --set train.device=cpu")
-    return torch.device(name)
 
 
 def build_corpora(cfg: dict, d: Dist) -> None:
@@ -58,52 +49,6 @@ def build_corpora(cfg: dict, d: Dist) -> None:
         barrier(d)
 
 
-def check_finite(loss: torch.Tensor, parts: dict, step: int, epoch: int) -> None:
-    """Stop at the first non-finite loss, before it reaches the weights: training on would only
-    spread nan through every parameter and every later score."""
-    if torch.isfinite(loss).all():
-        return
-    terms = ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
-    raise TrainError(f"loss became {loss.item()} at step {step} (epoch {epoch}; {terms}); the run diverged, "
-                     "no checkpoint of it was written: lower optim.lr (e.g. --set optim.lr=1e-4) and start again")
-
-
-def nonfinite_tensors(state: dict) -> list[str]:
-    return [k for k, v in state.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
-            and not torch.isfinite(v).all()]
-
-
-def atomic_save(obj, path: Path) -> None:
-    """Write to a temporary name, fsync, then rename: a crash never leaves a torn checkpoint.
-
-    A model whose weights are not finite is refused: such a file could only mislead later."""
-    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
-        bad = nonfinite_tensors(obj["model"])
-        if bad:
-            raise TrainError(f"the weights became non-finite ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
-                             f"{path.name} was not written: lower optim.lr and start again")
-    tmp = path.with_name(path.name + ".tmp")
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def load_checkpoint(path) -> dict:
-    ck = read_torch_file(path, "checkpoint", weights_only=False)
-    if not isinstance(ck, dict) or "model" not in ck or "arch" not in ck or "config" not in ck:
-        raise TrainError(f"{path} is not a train checkpoint (use --set model.weights=... for plain weight files)")
-    return ck
-
-
 class Split:
     """Items of a labeled corpus used for one role (training or evaluation), with their targets."""
 
@@ -111,14 +56,6 @@ class Split:
         self.corpus, self.items, self.dataset = corpus, items, dataset
         self.target = corpus.column(target).astype(np.float32)
         self.annotator = corpus.column("annotator") if "annotator" in corpus.columns() else None
-
-
-def make_optimizer(params, oc: dict) -> torch.optim.Optimizer:
-    """SGD with momentum, as the papers train; Adam (momentum unused) for the small networks the CPU
-    active-learning recipes train from scratch, where SGD either diverges or barely moves."""
-    if oc["optimizer"] == "adam":
-        return torch.optim.Adam(params, lr=oc["lr"], weight_decay=oc["weight_decay"])
-    return torch.optim.SGD(params, lr=oc["lr"], momentum=oc["momentum"], weight_decay=oc["weight_decay"])
 
 
 class Trainer:
@@ -140,7 +77,9 @@ class Trainer:
         self.ranked = self.ranked_eval = self.labeled = self.labeled_val = self.labeled_eval = None
         self.loaders: dict[str, DataLoader] = {}
         patch = dc["patch"]
-        loader_kw = dict(num_workers=dc["workers"], persistent_workers=dc["workers"] > 0)
+        # Pinned host memory is what lets the non_blocking copies of to_device overlap with compute.
+        loader_kw = dict(num_workers=dc["workers"], persistent_workers=dc["workers"] > 0,
+                         pin_memory=d.device.type == "cuda")
         if dc["ranked"] and self.objective in ("rank", "multitask"):
             kinds = ("crops",) if self.task == "counting" else ("distort",)
             corpus = open_corpus(dc["ranked"], kinds, "ranked")
@@ -200,7 +139,8 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         params = list(self.model.parameters()) + (list(self.criterion.parameters()) if self.criterion else [])
         self.optimizer = make_optimizer(params, oc)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, oc["step_every"], oc["step_gamma"])
+        self.scheduler = make_scheduler(self.optimizer, oc)
+        self.scaler = grad_scaler(self.device, cfg["train"]["amp"])
         self.net = self.model
         if d.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -269,15 +209,10 @@ class Trainer:
         return np.flatnonzero(~mask), np.flatnonzero(mask)
 
     def autocast(self):
-        if self.cuda and self.cfg["train"]["amp"]:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.cfg["train"]["amp"])
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
-        if self.cuda and self.cfg["train"]["channels_last"] and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return to_device(x, self.device, self.cfg["train"]["channels_last"])
 
     # -- one optimisation step ---------------------------------------------------------------
     def ranked_loss(self, batch) -> tuple[torch.Tensor, dict]:
@@ -312,7 +247,9 @@ class Trainer:
         loss = F.mse_loss(gather(y.float(), self.d), target)
         return loss, {"reg": loss.item()}
 
-    def step(self, ranked_batch=None, labeled_batch=None) -> tuple[float, dict]:
+    def loss(self, batches) -> tuple[torch.Tensor, dict]:
+        """The objective on one (ranked, labeled) pair of batches, either may be None."""
+        ranked_batch, labeled_batch = batches
         self.net.train()
         loss, parts = 0.0, {}
         if labeled_batch is not None:
@@ -322,12 +259,7 @@ class Trainer:
             l, p = self.ranked_loss(ranked_batch)
             weight = self.cfg["loss"]["lambda"] if labeled_batch is not None else 1.0
             loss, parts = loss + weight * l, {**parts, **p}
-        check_finite(loss, parts, self.steps + 1, self.epoch + 1)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.steps += 1
-        return loss.item(), parts
+        return loss, parts
 
     # -- epochs ------------------------------------------------------------------------------
     def batches(self):
@@ -353,41 +285,28 @@ class Trainer:
             yield out.get("ranked"), out.get("labeled")
 
     def train_epoch(self) -> dict:
-        from tqdm import tqdm
-
         n = self.cfg["optim"]["iters_per_epoch"] or max(len(l) for l in self.loaders.values())
-        bar = tqdm(self.batches(), total=n, desc=f"epoch {self.epoch + 1}/{self.cfg['optim']['epochs']}",
-                   disable=not (self.d.main and self.cfg["train"]["progress"]), leave=False, file=sys.stderr)
-        total, count, images, parts_sum = 0.0, 0, 0, {}
-        t0 = time.perf_counter()
-        for ranked, labeled in bar:
-            loss, parts = self.step(ranked, labeled)
-            total += loss
-            count += 1
-            images += sum(len(b[0]) for b in (ranked, labeled) if b is not None) * self.d.world
-            for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{images / (time.perf_counter() - t0):.0f}")
+        row = train_one_epoch(self.loss, self.batches(), self.optimizer, self.scaler, epoch=self.epoch + 1,
+                              first_step=self.steps, steps=n, progress=self.d.main and self.cfg["train"]["progress"],
+                              count=lambda b: sum(len(x[0]) for x in b if x is not None) * self.d.world)
+        self.steps += row.pop("steps")
         self.scheduler.step()
-        elapsed = time.perf_counter() - t0
-        row = {"epoch": self.epoch + 1, "loss": total / max(count, 1), "lr": self.optimizer.param_groups[0]["lr"],
-               "images_per_s": images / elapsed, "seconds": elapsed}
-        row.update({f"loss_{k}": v / max(count, 1) for k, v in parts_sum.items()})
-        return row
+        return {"epoch": self.epoch + 1, "loss": row.pop("loss"), "lr": self.optimizer.param_groups[0]["lr"], **row}
 
     # -- evaluation --------------------------------------------------------------------------
-    @torch.no_grad()
     def predict_items(self, dataset, items: np.ndarray, n_crops: int, seeds: np.ndarray | None = None) -> np.ndarray:
-        self.model.eval()
-        out = np.empty(len(items), dtype=np.float64)
-        for k, item in enumerate(items):
-            if self.task == "counting" and isinstance(dataset, DensityDataset):
-                x = to_tensor(dataset.cache(int(item)))[None]
-            else:
-                x = dataset.test_crops(int(item), n_crops, seed=int(item if seeds is None else seeds[k]))
-            with self.autocast():
-                out[k] = self.model(self.to_device(x)).float().mean().item()
-        return out
+        """Scores of `items`, each process scoring every world-th one (no rank idles at a barrier
+        while another evaluates alone, which a long evaluation turns into an NCCL timeout)."""
+        mine = np.arange(self.d.rank, len(items), self.d.world)
+
+        def inputs():
+            for k in mine:
+                item = items[k]
+                if self.task == "counting" and isinstance(dataset, DensityDataset):
+                    yield to_tensor(dataset.cache(int(item)))[None]
+                else:
+                    yield dataset.test_crops(int(item), n_crops, seed=int(item if seeds is None else seeds[k]))
+        return np.array(gather_shards(predict(self.model, inputs(), self.device).tolist(), self.d), dtype=np.float64)
 
     def evaluate(self) -> dict:
         res = {}
@@ -436,6 +355,7 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "history": self.history,
             "criterion": self.criterion.state_dict() if self.criterion else None,
+            "scaler": self.scaler.state_dict(), "steps": self.steps, "rng": rng_state(),
         }
 
     def restore(self, ck: dict) -> None:
@@ -447,7 +367,10 @@ class Trainer:
         if self.criterion is not None and ck.get("criterion"):
             self.criterion.load_state_dict(ck["criterion"])
         self.epoch, self.best, self.history = ck["epoch"], ck["best"], ck["history"]
-        self.best_epoch = ck.get("best_epoch", 0)
+        self.best_epoch, self.steps = ck.get("best_epoch", 0), ck.get("steps", 0)
+        if ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
+        set_rng_state(ck.get("rng"))
 
 
 def write_metrics(history: list[dict], run_dir: Path) -> None:
@@ -569,8 +492,8 @@ def _run(cfg: dict, resume: bool, d: Dist) -> dict:
     while trainer.epoch < cfg["optim"]["epochs"]:
         row = trainer.train_epoch()
         trainer.epoch += 1
+        res = trainer.evaluate()
         if d.main:
-            res = trainer.evaluate()
             row.update(res)
             trainer.history.append(row)
             score = trainer.key_metric(res)
