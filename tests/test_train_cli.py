@@ -314,3 +314,13 @@ def test_evaluation_is_float32_outside_autocast():
         out = predict(m, [torch.rand(2, 3, 8, 8, dtype=torch.float64)], torch.device("cpu"))
     assert seen == [(torch.float32, False, False)]
     assert out.dtype == np.float64
+
+
+def test_best_pt_is_a_weights_file_for_fine_tuning(tmp_path, corpora):
+    """rankiqa_ft_* start from a rank run's best.pt, read with weights_only=True."""
+    r = _run(tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=w", "optim.epochs=1"))
+    assert r.exit_code == 0, r.output
+    torch.load(tmp_path / "runs" / "w" / "best.pt", weights_only=True)
+    ft = _run(tmp_path, "run", *_sets(tmp_path, "objective=regress", f"data.labeled={corpora['annotate']}", "name=ft",
+                                      "optim.epochs=1", f"model.weights={tmp_path}/runs/w/best.pt"))
+    assert ft.exit_code == 0, ft.output

@@ -138,8 +138,13 @@ def nonfinite_tensors(state: dict) -> list[str]:
 
 
 def rng_state() -> dict:
-    """Every generator a step may draw from (dropout uses torch's), so a resumed run is the same run."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every generator a step may draw from (dropout uses torch's), so a resumed run is the same run.
+
+    Only tensors, numbers and strings: a checkpoint must stay loadable with weights_only=True (a
+    best.pt is also a model.weights file)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss),
+             "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -149,7 +154,8 @@ def set_rng_state(state: dict | None) -> None:
     if not state:
         return
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
