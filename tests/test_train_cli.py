@@ -2,6 +2,8 @@
 
 import csv
 
+import numpy as np
+
 import h5py
 import pytest
 import torch
@@ -129,3 +131,196 @@ def test_missing_torch_is_one_clear_line():
 
     result = subprocess.run([sys.executable, "-c", BLOCK_TORCH], capture_output=True, text=True)
     assert result.returncode == 2 and "rankgen[train]" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_diverging_run_stops_with_one_line_and_writes_no_checkpoint(tmp_path, corpora):
+    r = CliRunner().invoke(main, ["run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=nan",
+                                                "optim.lr=1e30", "optim.epochs=3", "optim.iters_per_epoch=4")])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith("error: loss became") and "at step" in line and "rank=" in line and "optim.lr" in line
+    assert not (tmp_path / "runs" / "nan" / "best.pt").exists() and not (tmp_path / "runs" / "nan" / "last.pt").exists()
+
+
+def test_nonfinite_weights_are_never_saved(tmp_path):
+    from train.errors import TrainError
+    from train.engine import atomic_save
+
+    with pytest.raises(TrainError, match="non-finite"):
+        atomic_save({"model": {"w": torch.tensor([1.0, float("nan")])}}, tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_nan_score_never_becomes_best(tmp_path, corpora, monkeypatch):
+    from train import loop
+
+    scores = iter([0.2, float("nan"), 0.1])
+    monkeypatch.setattr(loop.Trainer, "evaluate", lambda self: {"heldout_pra": next(scores)})
+    r = _run(tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=b", "optim.epochs=3"))
+    assert r.exit_code == 0, r.output
+    assert torch.load(tmp_path / "runs" / "b" / "best.pt", weights_only=False)["epoch"] == 1
+
+
+@pytest.mark.parametrize("setting", ["data.patch=0", "data.patch=100000", "data.workers=-1", "optim.batch_size=0",
+                                     "optim.epochs=-1", "data.heldout=1.5"])
+def test_bad_values_are_one_line_naming_key_and_range(tmp_path, corpora, setting):
+    line = _error(tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}"), "--set", setting)
+    key = setting.split("=")[0]
+    assert line.startswith(f"error: {key}=") and "expected" in line
+
+
+def test_the_same_resume_command_works_before_and_after_the_first_checkpoint(tmp_path, corpora):
+    args = ["run", "--resume", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=r", "optim.epochs=1")]
+    first = _run(tmp_path, *args)
+    assert first.exit_code == 0 and "no checkpoint yet" in first.output, first.output
+    second = _run(tmp_path, *args[:-2], "--set", "optim.epochs=2")
+    assert second.exit_code == 0 and "resumed" in second.output, second.output
+
+
+def test_resume_with_another_model_is_one_line(tmp_path, corpora):
+    base = _sets(tmp_path, f"data.ranked={corpora['distort']}", "name=m", "optim.epochs=1")
+    assert _run(tmp_path, "run", *base).exit_code == 0
+    for change in ("model.arch=resnet50", "model.width=8"):
+        line = _error(tmp_path, "run", "--resume", *base, "--set", change)
+        assert "--resume:" in line and change.split("=")[0] in line
+
+
+def test_two_runs_cannot_write_one_folder(tmp_path):
+    from train.errors import TrainError
+    from train.loop import lock_run_dir
+
+    held = lock_run_dir(tmp_path)
+    with pytest.raises(TrainError, match=r"another process \(pid \d+\) is training in"):
+        lock_run_dir(tmp_path)
+    held.close()
+    lock_run_dir(tmp_path).close()
+
+
+def test_the_test_split_never_chooses_best_pt(tmp_path, corpora):
+    """Two runs that differ only in the test corpus's labels (one the negation of the other) must
+    keep the same best.pt: the choice is made on validation data carved from training."""
+    import shutil
+
+    flipped = tmp_path / "flipped.h5"
+    shutil.copy(corpora["annotate"], flipped)
+    with h5py.File(flipped, "a") as f:
+        f["items/score"][...] = -f["items/score"][...]
+    best = []
+    for name, test in (("t1", corpora["annotate"]), ("t2", flipped)):
+        r = _run(tmp_path, "run", *_sets(tmp_path, "objective=regress", f"data.labeled={corpora['annotate']}",
+                                         f"data.test={test}", "optim.epochs=4", "data.val=0.34", f"name={name}",
+                                         "optim.lr=0.05"))
+        assert r.exit_code == 0 and "val_srocc:" in r.output, r.output
+        best.append(torch.load(tmp_path / "runs" / name / "best.pt", weights_only=False))
+    assert best[0]["epoch"] == best[1]["epoch"]
+    for k, v in best[0]["model"].items():
+        assert torch.equal(v, best[1]["model"][k]), k
+    assert [row["srocc"] for row in best[0]["history"]] == [-row["srocc"] for row in best[1]["history"]]
+
+
+@pytest.mark.parametrize("refs, twins_together", [(["motorcycle_left", "motorcycle_right", "a", "b", "c"], True)])
+def test_stereo_twins_are_one_scene(refs, twins_together):
+    import numpy as np
+
+    from train.data import hold_out_scenes, scene_of
+
+    assert scene_of("motorcycle_left") == scene_of("motorcycle_right") == "motorcycle"
+    assert scene_of("left") == "left" and scene_of("a_leftover") == "a_leftover"
+    for seed in range(20):
+        held = hold_out_scenes(np.array(refs), 0.4, np.random.default_rng(seed))
+        assert held[0] == held[1]
+        assert 0 < held.sum() < len(refs)
+
+
+def test_patience_stops_early_on_validation(tmp_path, corpora, monkeypatch):
+    from train import loop
+
+    scores = iter([0.5, 0.4, 0.3, 0.9])
+    monkeypatch.setattr(loop.Trainer, "evaluate", lambda self: {"heldout_pra": next(scores)})
+    r = _run(tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=p", "optim.epochs=4",
+                                     "optim.patience=2"))
+    assert r.exit_code == 0 and "early stop" in r.output, r.output
+    assert torch.load(tmp_path / "runs" / "p" / "last.pt", weights_only=False)["epoch"] == 3
+
+
+def test_collapsed_predictions_warn(tmp_path, corpora, monkeypatch):
+    from train import loop
+
+    monkeypatch.setattr(loop.Trainer, "predict_items", lambda self, ds, items, n, seeds=None: np.full(len(items), 0.5))
+    r = _run(tmp_path, "run", *_sets(tmp_path, "objective=dcr", f"data.labeled={corpora['annotate']}", "optim.epochs=1"))
+    assert r.exit_code == 0 and "have collapsed" in r.output and "loss.gamma" in r.output, r.output
+
+
+class _DropoutCNN(torch.nn.Module):
+    """The small CNN with dropout before its head, as VGG-16 has: resume must replay its masks."""
+
+    def __new__(cls, width=4):
+        from train.models.small import SmallCNN
+
+        model = SmallCNN(width)
+        head = model.head
+        drop = torch.nn.Dropout(0.5)
+        model.add_module("drop", drop)
+        model.head = lambda z: head(drop(z))
+        return model
+
+
+def _dropout_model():
+    from train.models import MODELS
+
+    if "small_dropout_test" not in MODELS.names():
+        MODELS.register("small_dropout_test", output="score", family="small")(_DropoutCNN)
+
+
+def test_resume_with_dropout_is_bit_identical(tmp_path, corpora):
+    _dropout_model()
+    base = [f"data.ranked={corpora['distort']}", "model.arch=small_dropout_test", "model.width=null"]
+    whole = _run(tmp_path, "run", *_sets(tmp_path, *base, "name=whole", "optim.epochs=3"))
+    assert whole.exit_code == 0, whole.output
+    first = _run(tmp_path, "run", *_sets(tmp_path, *base, "name=cut", "optim.epochs=1"))
+    rest = _run(tmp_path, "run", "--resume", *_sets(tmp_path, *base, "name=cut", "optim.epochs=3"))
+    assert first.exit_code == 0 and rest.exit_code == 0, rest.output
+    a = torch.load(tmp_path / "runs" / "whole" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "runs" / "cut" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_a_cuda_run_scores_on_this_machine_and_predict_fails_before_output(tmp_path, corpora):
+    r = _run(tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=g", "optim.epochs=1"))
+    assert r.exit_code == 0, r.output
+    ck = torch.load(tmp_path / "runs" / "g" / "last.pt", weights_only=False)
+    ck["config"]["train"]["device"] = "cuda"
+    torch.save(ck, tmp_path / "cuda.pt")
+    ev = _run(tmp_path, "eval", "--checkpoint", str(tmp_path / "cuda.pt"), "--data", str(corpora["distort"]))
+    assert ev.exit_code == 0 and "pra:" in ev.output, ev.output
+    png = tmp_path / "a.png"
+    png.write_bytes(b"x")
+    bad = CliRunner().invoke(main, ["predict", "--checkpoint", str(tmp_path / "nope.pt"), str(png)])
+    assert bad.exit_code == 2 and "path,score" not in bad.output and bad.output.startswith("error:")
+
+
+def test_evaluation_is_float32_outside_autocast():
+    from train.engine import predict
+
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append((x.dtype, torch.is_autocast_enabled(), self.training))
+            return x.mean(dim=(1, 2, 3))
+
+    m = Probe().train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = predict(m, [torch.rand(2, 3, 8, 8, dtype=torch.float64)], torch.device("cpu"))
+    assert seen == [(torch.float32, False, False)]
+    assert out.dtype == np.float64
+
+
+def test_best_pt_is_a_weights_file_for_fine_tuning(tmp_path, corpora):
+    """rankiqa_ft_* start from a rank run's best.pt, read with weights_only=True."""
+    r = _run(tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=w", "optim.epochs=1"))
+    assert r.exit_code == 0, r.output
+    torch.load(tmp_path / "runs" / "w" / "best.pt", weights_only=True)
+    ft = _run(tmp_path, "run", *_sets(tmp_path, "objective=regress", f"data.labeled={corpora['annotate']}", "name=ft",
+                                      "optim.epochs=1", f"model.weights={tmp_path}/runs/w/best.pt"))
+    assert ft.exit_code == 0, ft.output

@@ -61,10 +61,35 @@ def test_paper_recipes_load(name):
 def test_optimizer_is_chosen_by_name():
     import torch
 
-    from train.loop import make_optimizer
+    from train.engine import make_optimizer
 
     params = [torch.nn.Parameter(torch.zeros(2))]
     assert isinstance(make_optimizer(params, load_config(None)["optim"]), torch.optim.SGD)
     assert isinstance(make_optimizer(params, load_config(None, ["optim.optimizer=adam"])["optim"]), torch.optim.Adam)
     with pytest.raises(TrainError, match="optim.optimizer='adamw': choose one of"):
         load_config(None, ["optim.optimizer=adamw"])
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("data.patch=0", "data.patch=0: expected pixels in [16, 2048]"),
+    ("data.patch=100000", "data.patch=100000: expected pixels in [16, 2048]"),
+    ("data.workers=-1", "data.workers=-1: expected a whole number in [0, 256]"),
+    ("optim.batch_size=0", "optim.batch_size=0: expected a whole number >= 2"),
+    ("optim.epochs=-1", "optim.epochs=-1: expected a whole number >= 1"),
+    ("optim.epochs=2.5", "optim.epochs=2.5: expected a whole number >= 1"),
+    ("data.heldout=1.5", "data.heldout=1.5: expected a fraction in [0, 0.99]"),
+    ("data.val=-0.1", "data.val=-0.1: expected a fraction in [0, 0.9]"),
+    ("optim.lr=0", "optim.lr=0: expected a number > 0"),
+    ("optim.lr=.nan", "optim.lr=nan: expected a number > 0"),
+    ("data.scales=[64, 8]", "data.scales=[64, 8]: expected [low, high]"),
+])
+def test_out_of_range_values_name_the_key_and_the_range(setting, message):
+    with pytest.raises(TrainError) as err:
+        load_config(None, [setting])
+    assert str(err.value).startswith(message)
+
+
+def test_whole_numbers_written_as_floats_are_whole_numbers():
+    cfg = load_config(None, ["optim.epochs=3.0", "optim.iters_per_epoch=null"])
+    assert cfg["optim"]["epochs"] == 3 and isinstance(cfg["optim"]["epochs"], int)
+    assert cfg["optim"]["iters_per_epoch"] is None

@@ -9,6 +9,7 @@ import torch.multiprocessing as mp
 
 from train.config import load_config
 from train.distributed import Dist, shutdown
+from train.engine import train_one_epoch
 from train.loop import Trainer
 from train.testing import make_annotate, make_distort
 
@@ -24,8 +25,8 @@ def _cfg(tmp, objective):
 def _train(cfg, d: Dist) -> dict:
     trainer = Trainer(cfg, d)
     loader = trainer.loaders["ranked" if cfg["objective"] == "rank" else "labeled"]
-    for k, batch in zip(range(STEPS), loader):
-        trainer.step(batch, None) if cfg["objective"] == "rank" else trainer.step(None, batch)
+    pairs = ((b, None) if cfg["objective"] == "rank" else (None, b) for _, b in zip(range(STEPS), loader))
+    train_one_epoch(trainer.loss, pairs, trainer.optimizer, trainer.scaler, epoch=1)
     return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
 
 

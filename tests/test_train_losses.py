@@ -111,3 +111,38 @@ def test_dcr_switches():
     assert "rank" in parts
     full.backward()
     assert z.grad is not None and z.grad.abs().sum() > 0
+
+
+def test_dcr_total_is_eq7_value_with_unchanged_gradients():
+    torch.manual_seed(1)
+    y, z = torch.randn(8, requires_grad=True), torch.randn(8, 4, requires_grad=True)
+    score, ann = torch.rand(8), torch.tensor([0, 1] * 4)
+    loss = DCRLoss(4, 2, lambda1=0.2, lambda2=0.3, lambda3=0.5, gamma=0.1)
+    total, parts = loss(y, z, score, ann)
+    eq7 = parts["d_rank"] + 0.2 * parts["batch_reg"] + 0.3 * parts["l_psi"] + 0.5 * parts["l_theta"]
+    assert total.item() == pytest.approx(eq7, rel=1e-6)
+    total.backward()
+    gz = z.grad.clone()
+    z.grad = None
+    ce = F.cross_entropy(loss.h_psi(z), ann)
+    (disjoint_rank_loss(y, score, ann, 0.1) + 0.2 * batch_regularizer(y) - 0.5 * ce).backward()
+    torch.testing.assert_close(gz, z.grad)
+
+
+def test_dcr_refuses_lambda2_zero_with_adversary():
+    from train.config import load_config
+    from train.errors import TrainError
+
+    with pytest.raises(TrainError, match=r"loss.lambda2=0 with loss.lambda3=0.2: .*loss.grl=false"):
+        load_config("dcr_tid2013_4ann", ["loss.lambda2=0"])
+    load_config("dcr_tid2013_4ann", ["loss.lambda2=0", "loss.lambda3=0"])
+    assert load_config("dcr_tid2013_4ann")["loss"]["gamma"] > 0
+
+
+def test_collapse_is_detected():
+    import numpy as np
+
+    from train.metrics import collapsed
+
+    assert collapsed(np.full(20, 0.4) + np.linspace(0, 1e-4, 20))
+    assert not collapsed(np.linspace(0, 1, 20)) and not collapsed(np.full(20, np.nan))

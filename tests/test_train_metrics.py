@@ -68,4 +68,30 @@ def test_per_annotator_averages():
     out = metrics.per_annotator(y, pred, ann)
     expect = np.mean([stats.spearmanr(y[ann == a], pred[ann == a]).statistic for a in (0, 1)])
     assert out["srocc"] == pytest.approx(expect)
-    assert set(out) == {"pra", "srocc", "plcc"}
+    assert set(out) == {"pra", "srocc", "plcc", "annotators_excluded"} and out["annotators_excluded"] == 0
+
+
+def test_per_annotator_leaves_out_tiny_subsets_and_says_how_many():
+    y, pred = _data(4, n=22)
+    ann = np.r_[np.zeros(20, int), [1, 1]]  # annotator 1 has 2 items: PLCC of 2 points is +-1
+    out = metrics.per_annotator(y, pred, ann)
+    assert out["annotators_excluded"] == 1
+    assert out["plcc"] == pytest.approx(stats.pearsonr(y[:20], pred[:20]).statistic)
+    assert np.isnan(metrics.per_annotator(y[:2], pred[:2], None)["plcc"])
+
+
+@pytest.mark.parametrize("bad", ["nan", "constant", "one_nan"])
+def test_undefined_predictions_give_nan_like_scipy(bad):
+    import warnings
+
+    y, pred = _data(5)
+    pred = {"nan": np.full_like(pred, np.nan), "constant": np.full_like(pred, 0.3),
+            "one_nan": np.where(np.arange(len(pred)) == 3, np.nan, pred)}[bad]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isnan(stats.spearmanr(y, pred).statistic) and np.isnan(stats.pearsonr(y, pred).statistic)
+    for fn in (metrics.srocc, metrics.plcc, metrics.pra):
+        assert np.isnan(fn(y, pred)), fn.__name__
+    assert np.isnan(metrics.pra_groups(pred, np.arange(len(pred)).reshape(-1, 4)))
+    ann = np.repeat([0, 1], 20)
+    assert all(np.isnan(v) for k, v in metrics.per_annotator(y, pred, ann).items() if k != "annotators_excluded")

@@ -43,7 +43,9 @@ from .data import DensityDataset, ItemBatchSampler, PatchDataset, fit_small, ope
 from .distributed import Dist
 from .errors import TrainError
 from .losses import counting_loss
-from .loop import atomic_save, build_corpora, make_optimizer, pick_device
+from .engine import (atomic_save, autocast, grad_scaler, make_optimizer, make_scheduler, pick_device, predict,
+                     to_device, train_one_epoch)
+from .loop import build_corpora
 from .models import MODELS, build_model
 
 STRATEGIES = ("active", "random")
@@ -401,12 +403,19 @@ class Cycle:
             load_weights(model, self.arch, cfg["model"]["weights"])
         return model.to(self.device)
 
-    def autocast(self):
-        import contextlib
-
-        if self.cuda and self.cfg["train"]["amp"]:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    def loss(self, model, batch, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        amp = self.cfg["train"]["amp"]
+        if self.counting:
+            x, dens, _ = batch
+            with autocast(self.device, amp):
+                pred = model(to_device(x, self.device), maps=True)
+            loss = counting_loss(pred.float(), to_device(dens, self.device))
+            return loss, {"count": loss.item()}
+        x, idx = batch
+        with autocast(self.device, amp):
+            y = model(to_device(x, self.device))
+        loss = F.mse_loss(y.float(), to_device(target[idx], self.device))
+        return loss, {"reg": loss.item()}
 
     def train(self, model, items: np.ndarray, seed: int) -> float:
         """optim.epochs epochs on the labeled items, an epoch being optim.iters_per_epoch steps (the same
@@ -416,55 +425,51 @@ class Cycle:
         oc, dc = self.cfg["optim"], self.cfg["data"]
         torch.manual_seed(seed)
         sampler = ItemBatchSampler(items, oc["labeled_batch"], seed, drop_last=False)
-        loader = DataLoader(self.train_ds, batch_sampler=sampler, num_workers=dc["workers"])
+        loader = DataLoader(self.train_ds, batch_sampler=sampler, num_workers=dc["workers"],
+                            pin_memory=self.device.type == "cuda")
         opt = make_optimizer(model.parameters(), oc)
-        sched = torch.optim.lr_scheduler.StepLR(opt, oc["step_every"], oc["step_gamma"])
+        sched = make_scheduler(opt, oc)
+        scaler = grad_scaler(self.device, self.cfg["train"]["amp"])
         iters = oc["iters_per_epoch"] or len(sampler)
         # Regress the target standardized over D: SSIM (0-1) and PSNR (dB) then train with the same
         # learning rate, and LCC/SROCC are blind to the affine change.
         y = self.pool.target[items]
         target = torch.from_numpy(((self.pool.target - y.mean()) / max(float(y.std()), 1e-6)).astype(np.float32))
-        model.train()
-        losses = []
-        passes = 0
-        for epoch in range(oc["epochs"]):
+        passes = [0]
+
+        def batches():
+            """`iters` batches, starting new passes over D (reshuffled) as needed."""
             done = 0
             while done < iters:
-                sampler.set_epoch(passes)
-                passes += 1
+                sampler.set_epoch(passes[0])
+                passes[0] += 1
                 for batch in loader:
-                    if self.counting:
-                        x, dens, _ = batch
-                        with self.autocast():
-                            pred = model(x.to(self.device), maps=True)
-                        loss = counting_loss(pred.float(), dens.to(self.device))
-                    else:
-                        x, idx = batch
-                        with self.autocast():
-                            y = model(x.to(self.device))
-                        loss = F.mse_loss(y.float(), target[idx].to(self.device))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    losses.append(loss.item())
+                    yield batch
                     done += 1
                     if done == iters:
-                        break
+                        return
+
+        model.train()
+        losses, steps = [], 0
+        for epoch in range(oc["epochs"]):
+            row = train_one_epoch(lambda b: self.loss(model, b, target), batches(), opt, scaler, epoch=epoch + 1,
+                                  first_step=steps, count=lambda b: len(b[0]))
+            steps += row["steps"]
+            losses += [row["loss"]] * row["steps"]
             sched.step()
         return float(np.mean(losses)) if losses else float("nan")
 
-    @torch.no_grad()
     def evaluate(self, model) -> dict:
-        model.eval()
         items, pool = self.pool.test, self.pool
-        pred = np.empty(len(items))
-        for k, item in enumerate(items):
-            if self.counting:
-                x = to_tensor(self.test_ds.cache(int(item)))[None]
-            else:
-                x = self.test_ds.test_crops(int(item), self.cfg["data"]["test_crops"], seed=int(item))
-            with self.autocast():
-                pred[k] = model(x.to(self.device)).float().mean().item()
+
+        def inputs():
+            for item in items:
+                if self.counting:
+                    yield to_tensor(self.test_ds.cache(int(item)))[None]
+                else:
+                    yield self.test_ds.test_crops(int(item), self.cfg["data"]["test_crops"], seed=int(item))
+
+        pred = predict(model, inputs(), self.device)
         if self.counting:
             y = pool.test_corpus.column("count")[items].astype(np.float64)
             return {"mae": M.mae(y, pred), "rmse": M.rmse(y, pred)}

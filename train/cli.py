@@ -97,8 +97,9 @@ def predict(checkpoint, crops, images):
     """Print `path,score` CSV for image files (higher = better quality, or the count)."""
     from .evaluate import predict_files
 
+    scores = predict_files(checkpoint, images, crops=crops)
     click.echo("path,score")
-    for path, score in predict_files(checkpoint, images, crops=crops):
+    for path, score in scores:
         click.echo(f"{path},{score:.6f}")
 
 

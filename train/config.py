@@ -7,6 +7,7 @@ closest valid spellings, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import copy
+import math
 import difflib
 from pathlib import Path
 
@@ -29,6 +30,7 @@ DEFAULTS: dict = {
         "build": None,       # rankgen commands that create missing corpora: {path: [args...]}
         "target": "score",   # labeled column regressed on and evaluated against
         "heldout": 0.34,     # fraction of ranked references kept out of training to measure PRA
+        "val": 0.2,          # fraction of the labeled training references kept out to choose best.pt
         "patch": 224,        # training sub-image side (pixels, no rescaling for IQA)
         "small_images": "reflect",  # reflect | resize: images smaller than the patch
         "rotate": 0.0,       # +- degrees of random rotation (DCR uses 45)
@@ -42,7 +44,7 @@ DEFAULTS: dict = {
         "margin": 1.0,       # epsilon of the ranking hinge (Eq. 4)
         "lambda": 1.0,       # weight of L_rank in L_reg + lambda L_rank (Eq. 5)
         "lambda1": 0.2, "lambda2": 0.2, "lambda3": 0.2,  # DCR Eq. 7
-        "gamma": 0.0,        # DCR margin (Eq. 2)
+        "gamma": 0.1,        # DCR margin (Eq. 2); 0 lets every prediction collapse to one value (docs/training.md)
         "disjoint": True,    # DCR: L_d-rank (True) or plain L_rank (False)
         "grl": True,         # DCR: annotator classifier with gradient reversal (False = DCR[-])
     },
@@ -54,6 +56,7 @@ DEFAULTS: dict = {
         "batch_size": 72,    # images per ranked (or DCR) batch
         "labeled_batch": 32, # images per labeled batch in regress / multitask / counting
         "iters_per_epoch": None,
+        "patience": None,    # stop after this many epochs without a better validation score
     },
     "train": {"device": "auto", "amp": True, "channels_last": True, "compile": False, "progress": True},
 }
@@ -64,6 +67,35 @@ CHOICES = {
     "data.small_images": ("reflect", "resize"),
     "train.device": ("auto", "cpu", "cuda"),
     "optim.optimizer": ("sgd", "adam"),
+}
+
+# Allowed ranges, (low, high, what): None is unbounded; an int default means a whole number. A value
+# outside is refused with the key and the range, never clamped or left to fail deep in torch.
+RANGES = {
+    "seed": (0, 2**63 - 1, "a non-negative whole number"),
+    "data.heldout": (0.0, 0.99, "a fraction in [0, 0.99]"),
+    "data.val": (0.0, 0.9, "a fraction in [0, 0.9]"),
+    "data.patch": (16, 2048, "pixels in [16, 2048]"),
+    "data.rotate": (0.0, 180.0, "degrees in [0, 180]"),
+    "data.test_crops": (1, 1000, "a whole number in [1, 1000]"),
+    "data.workers": (0, 256, "a whole number in [0, 256]"),
+    "data.cache_mb": (0, None, "megabytes >= 0"),
+    "loss.margin": (0.0, None, "a number >= 0"),
+    "loss.lambda": (0.0, None, "a number >= 0"),
+    "loss.lambda1": (0.0, None, "a number >= 0"),
+    "loss.lambda2": (0.0, None, "a number >= 0"),
+    "loss.lambda3": (0.0, None, "a number >= 0"),
+    "loss.gamma": (0.0, None, "a number >= 0"),
+    "optim.lr": (1e-12, None, "a number > 0"),
+    "optim.momentum": (0.0, 0.9999, "a number in [0, 1)"),
+    "optim.weight_decay": (0.0, None, "a number >= 0"),
+    "optim.step_every": (1, None, "a whole number of epochs >= 1"),
+    "optim.step_gamma": (1e-12, 1.0, "a factor in (0, 1]"),
+    "optim.epochs": (1, None, "a whole number >= 1"),
+    "optim.batch_size": (2, None, "a whole number >= 2 (a pair)"),
+    "optim.labeled_batch": (1, None, "a whole number >= 1"),
+    "optim.iters_per_epoch": (1, None, "null or a whole number >= 1"),
+    "optim.patience": (1, None, "null or a whole number of epochs >= 1"),
 }
 
 # A recipe must say what it trains; everything else has a default.
@@ -175,10 +207,35 @@ def validate(cfg: dict) -> None:
                 _set(cfg, key, value, "recipe")
         if isinstance(default, bool) and not isinstance(value, bool):
             raise TrainError(f"{key}={value!r}: expected true or false")
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and not isinstance(value, (int, float)):
+        numeric = isinstance(default, (int, float)) or key in RANGES
+        if numeric and not isinstance(default, bool) and value is not None and (
+                not isinstance(value, (int, float)) or isinstance(value, bool)):
             raise TrainError(f"{key}={value!r}: expected a number")
+        check_range(cfg, key, value)
+    lc = cfg["loss"]
+    if cfg["objective"] == "dcr" and lc["grl"] and lc["lambda2"] == 0 and lc["lambda3"] > 0:
+        raise TrainError(f"loss.lambda2=0 with loss.lambda3={lc['lambda3']}: the annotator classifier h_psi would never "
+                         "learn (Eq. 5), so L_theta would fight a random classifier; give lambda2 > 0, or drop the "
+                         "adversarial term with --set loss.grl=false")
+    scales = cfg["data"]["scales"]
+    if (not isinstance(scales, list) or len(scales) != 2 or not all(isinstance(v, int) for v in scales)
+            or not 1 <= scales[0] <= scales[1]):
+        raise TrainError(f"data.scales={scales!r}: expected [low, high] pixel sides with 1 <= low <= high")
     if cfg["task"] == "counting" and cfg["objective"] == "dcr":
         raise TrainError("objective dcr is for labeled scores (task iqa), not counting")
+
+
+def check_range(cfg: dict, key: str, value) -> None:
+    """Refuse a value outside RANGES[key], naming the key and the range; 2.0 for a whole number is 2."""
+    if key not in RANGES or (value is None and KEYS[key] is None):
+        return
+    low, high, what = RANGES[key]
+    whole = isinstance(low, int)
+    if (value is None or not math.isfinite(value) or (whole and value != int(value))
+            or value < low or (high is not None and value > high)):
+        raise TrainError(f"{key}={value!r}: expected {what}")
+    if whole:
+        _set(cfg, key, int(value), "recipe")
 
 
 def dump(cfg: dict) -> str:

@@ -12,6 +12,7 @@ up (`data.small_images: resize`).
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 
 from pathlib import Path
@@ -238,6 +239,31 @@ def group_crop_seeds(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             seed.setdefault(int(item), int(row[0]))
     items = np.array(sorted(seed), dtype=np.int64)
     return items, np.array([seed[i] for i in items], dtype=np.int64)
+
+
+# Near-duplicate references count as one: a stereo pair's two views show the same scene, so one
+# view in training and its twin in validation or test would be a leak (skimage's motorcycle_left/right).
+_TWIN = re.compile(r"^(.+?)[_-](left|right)$", re.IGNORECASE)
+
+
+def scene_of(ref) -> str:
+    """The scene a reference shows: its name without a stereo `_left`/`_right` suffix."""
+    name = str(ref)
+    m = _TWIN.match(name)
+    return m.group(1) if m else name
+
+
+def hold_out_scenes(refs: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Mask of items whose scene is held out: round(fraction x scenes), at least one when fraction > 0
+    and at least one scene left on the other side; every item of a scene on the same side."""
+    scenes = np.array([scene_of(r) for r in refs])
+    unique = np.unique(scenes)
+    n_out = int(round(fraction * len(unique)))
+    if fraction > 0 and len(unique) > 1:
+        n_out = min(max(n_out, 1), len(unique) - 1)
+    elif len(unique) <= 1:
+        n_out = 0
+    return np.isin(scenes, rng.permutation(unique)[:n_out])
 
 
 def _share(keys: list, rank: int, world: int) -> list:

@@ -30,11 +30,16 @@ def init_from_env(device: torch.device) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist(0, 1, device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if device.type == "cuda":
+        # The device first, then a group bound to it: NCCL then creates its communicator on the
+        # right GPU instead of guessing one per rank (and warning about it).
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        if device.type == "cuda":
+            dist.init_process_group("nccl", device_id=device)
+        else:
+            dist.init_process_group("gloo")
     return Dist(dist.get_rank(), dist.get_world_size(), device)
 
 
@@ -73,6 +78,27 @@ def gather_ints(values: list[int], d: Dist) -> list[int]:
         return list(values)
     t = torch.tensor(values, dtype=torch.int64, device=d.device)
     return gather(t, d).tolist()
+
+
+def decided_by_main(flag: bool, d: Dist) -> bool:
+    """The main process's flag in every process (a choice made from rank-0 state, e.g. early stop)."""
+    if d.world == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=d.device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+def gather_shards(local: list, d: Dist) -> list:
+    """Items shared out as items[rank::world] and processed locally, back in the original order."""
+    if d.world == 1:
+        return local
+    parts = [None] * d.world
+    dist.all_gather_object(parts, local)
+    out = [None] * sum(len(p) for p in parts)
+    for r, p in enumerate(parts):
+        out[r::d.world] = p
+    return out
 
 
 def barrier(d: Dist) -> None:

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,26 +14,22 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from . import metrics as M
-from .config import dump
+from .config import _flat, dump
+from rankgen.seeding import rng_for
+
 from .data import (LABELED_KINDS, DensityDataset, GroupBatchSampler, ItemBatchSampler, PatchDataset, RankedIndex,
-                   group_crop_seeds, open_corpus, to_tensor)
-from .distributed import Dist, barrier, gather, gather_ints, init_from_env, shutdown
+                   group_crop_seeds, hold_out_scenes, open_corpus, scene_of, to_tensor)
+from .distributed import Dist, barrier, decided_by_main, gather_shards, gather, gather_ints, init_from_env, shutdown
 from .errors import TrainError
+from .engine import (atomic_save, autocast, grad_scaler, load_checkpoint, make_optimizer, make_scheduler, pick_device,
+                     predict, rng_state, set_rng_state, to_device, train_one_epoch)
 from .losses import DCRLoss, allpairs_rank_loss, counting_loss
-from .models import MODELS, build_model, load_weights, read_torch_file
+from .models import MODELS, build_model, load_weights
 
 
 def log(msg: str, d: Dist | None = None) -> None:
     if d is None or d.main:
         print(msg, file=sys.stderr, flush=True)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainError("train.device=cuda but no CUDA device is available; use --set train.device=cpu")
-    return torch.device(name)
 
 
 def build_corpora(cfg: dict, d: Dist) -> None:
@@ -56,30 +49,6 @@ def build_corpora(cfg: dict, d: Dist) -> None:
         barrier(d)
 
 
-def atomic_save(obj, path: Path) -> None:
-    """Write to a temporary name, fsync, then rename: a crash never leaves a torn checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def load_checkpoint(path) -> dict:
-    ck = read_torch_file(path, "checkpoint", weights_only=False)
-    if not isinstance(ck, dict) or "model" not in ck or "arch" not in ck or "config" not in ck:
-        raise TrainError(f"{path} is not a train checkpoint (use --set model.weights=... for plain weight files)")
-    return ck
-
-
 class Split:
     """Items of a labeled corpus used for one role (training or evaluation), with their targets."""
 
@@ -87,14 +56,6 @@ class Split:
         self.corpus, self.items, self.dataset = corpus, items, dataset
         self.target = corpus.column(target).astype(np.float32)
         self.annotator = corpus.column("annotator") if "annotator" in corpus.columns() else None
-
-
-def make_optimizer(params, oc: dict) -> torch.optim.Optimizer:
-    """SGD with momentum, as the papers train; Adam (momentum unused) for the small networks the CPU
-    active-learning recipes train from scratch, where SGD either diverges or barely moves."""
-    if oc["optimizer"] == "adam":
-        return torch.optim.Adam(params, lr=oc["lr"], weight_decay=oc["weight_decay"])
-    return torch.optim.SGD(params, lr=oc["lr"], momentum=oc["momentum"], weight_decay=oc["weight_decay"])
 
 
 class Trainer:
@@ -113,10 +74,12 @@ class Trainer:
 
         # -- data ---------------------------------------------------------------------------
         build_corpora(cfg, d)
-        self.ranked = self.ranked_eval = self.labeled = self.labeled_eval = None
+        self.ranked = self.ranked_eval = self.labeled = self.labeled_val = self.labeled_eval = None
         self.loaders: dict[str, DataLoader] = {}
         patch = dc["patch"]
-        loader_kw = dict(num_workers=dc["workers"], persistent_workers=dc["workers"] > 0)
+        # Pinned host memory is what lets the non_blocking copies of to_device overlap with compute.
+        loader_kw = dict(num_workers=dc["workers"], persistent_workers=dc["workers"] > 0,
+                         pin_memory=d.device.type == "cuda")
         if dc["ranked"] and self.objective in ("rank", "multitask"):
             kinds = ("crops",) if self.task == "counting" else ("distort",)
             corpus = open_corpus(dc["ranked"], kinds, "ranked")
@@ -133,14 +96,16 @@ class Trainer:
             kinds = LABELED_KINDS[self.objective if self.objective == "dcr" else self.task]
             target = "count" if self.task == "counting" else dc["target"]
             corpus = self.open_labeled(dc["labeled"], kinds, "labeled", target)
-            split = corpus.column("split")
-            self.labeled = Split(corpus, np.flatnonzero(split == "train"), self.labeled_dataset(corpus), target)
+            dataset = self.labeled_dataset(corpus)
+            train_items, val_items = self.carve_validation(corpus, dc["test"])
+            self.labeled = Split(corpus, train_items, dataset, target)
+            self.labeled_val = Split(corpus, val_items, dataset, target) if len(val_items) else None
             if dc["test"]:
                 test = self.open_labeled(dc["test"], kinds, "test", target)
                 self.labeled_eval = Split(test, np.arange(len(test)), self.labeled_dataset(test), target)
                 test.close()
             else:
-                self.labeled_eval = Split(corpus, np.flatnonzero(split == "test"), self.labeled.dataset, target)
+                self.labeled_eval = Split(corpus, np.flatnonzero(corpus.column("split") == "test"), dataset, target)
             if self.objective in ("regress", "multitask", "dcr"):
                 batch = oc["batch_size"] if self.objective == "dcr" else oc["labeled_batch"]
                 self.labeled_sampler = ItemBatchSampler(self.labeled.items, batch, cfg["seed"], d.rank, d.world)
@@ -174,7 +139,8 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         params = list(self.model.parameters()) + (list(self.criterion.parameters()) if self.criterion else [])
         self.optimizer = make_optimizer(params, oc)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, oc["step_every"], oc["step_gamma"])
+        self.scheduler = make_scheduler(self.optimizer, oc)
+        self.scaler = grad_scaler(self.device, cfg["train"]["amp"])
         self.net = self.model
         if d.world > 1:
             self.net = torch.nn.parallel.DistributedDataParallel(
@@ -182,7 +148,9 @@ class Trainer:
         if cfg["train"]["compile"]:
             self.net = torch.compile(self.net)
         self.epoch = 0
+        self.steps = 0
         self.best = -float("inf")
+        self.best_epoch = 0
         self.history: list[dict] = []
 
     # -- helpers -----------------------------------------------------------------------------
@@ -192,6 +160,28 @@ class Trainer:
             if col not in corpus.columns():
                 raise TrainError(f"data.{role}: {corpus.path} has no column {col!r}; it has {', '.join(corpus.columns())}")
         return corpus
+
+    def carve_validation(self, corpus, separate_test) -> tuple[np.ndarray, np.ndarray]:
+        """(train, validation) items of the labeled corpus's split "train", by scene (scene_of).
+
+        Every choice the run makes (best.pt, early stopping) uses validation; the test split is only
+        reported. A training item whose stereo twin is in the test split is left out altogether.
+        """
+        split = corpus.column("split")
+        refs = corpus.column("ref") if "ref" in corpus.columns() else np.arange(len(corpus)).astype(str)
+        train = np.flatnonzero(split == "train")
+        if not separate_test:
+            test_scenes = {scene_of(r) for r in refs[split == "test"]}
+            leaked = np.array([scene_of(r) in test_scenes for r in refs[train]], dtype=bool)
+            if leaked.any():
+                log(f"note: {int(leaked.sum())} training items of {corpus.path} show a scene of the test split "
+                    f"({', '.join(sorted({str(r) for r in refs[train[leaked]]})[:4])}); left out of training", self.d)
+                train = train[~leaked]
+        held = hold_out_scenes(refs[train], self.cfg["data"]["val"], rng_for(self.cfg["seed"], "validation"))
+        if self.cfg["data"]["val"] > 0 and not held.any():
+            log(f"note: {corpus.path} has one training scene only; no validation split, best.pt follows "
+                "the ranked held-out PRA or the training loss", self.d)
+        return train[~held], train[held]
 
     def labeled_dataset(self, corpus):
         dc = self.cfg["data"]
@@ -205,29 +195,24 @@ class Trainer:
 
     @staticmethod
     def split_refs(corpus, groups: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        """Hold out whole references (all their rows), so evaluation images were never trained on."""
+        """Hold out whole scenes (all rows of a reference and of its stereo twin), so held-out images
+        were never trained on."""
         anchors = groups[:, 0]
-        # Whole source images go to one side: `ref` (distort) or `source` (crops) when present.
+        # Whole source images go to one side: `ref` (distort) or `source` (crops) when present,
+        # by name where the corpus has the name table (scene_of needs names).
         column = next((c for c in ("ref", "source") if c in corpus.columns()), None)
         refs = corpus.column(column)[anchors] if column else anchors
-        unique = np.unique(refs)
-        n_out = int(round(fraction * len(unique)))
-        if fraction > 0 and len(unique) > 1:
-            n_out = min(max(n_out, 1), len(unique) - 1)
-        held = np.random.default_rng(12345).permutation(unique)[:n_out]
-        mask = np.isin(refs, held)
+        table = {"ref": "ref_id", "source": "source_id"}.get(column)
+        if table in corpus.tables():
+            refs = corpus.table(table)[refs]
+        mask = hold_out_scenes(refs, fraction, np.random.default_rng(12345))
         return np.flatnonzero(~mask), np.flatnonzero(mask)
 
     def autocast(self):
-        if self.cuda and self.cfg["train"]["amp"]:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.cfg["train"]["amp"])
 
     def to_device(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, non_blocking=True)
-        if self.cuda and self.cfg["train"]["channels_last"] and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return to_device(x, self.device, self.cfg["train"]["channels_last"])
 
     # -- one optimisation step ---------------------------------------------------------------
     def ranked_loss(self, batch) -> tuple[torch.Tensor, dict]:
@@ -262,7 +247,9 @@ class Trainer:
         loss = F.mse_loss(gather(y.float(), self.d), target)
         return loss, {"reg": loss.item()}
 
-    def step(self, ranked_batch=None, labeled_batch=None) -> tuple[float, dict]:
+    def loss(self, batches) -> tuple[torch.Tensor, dict]:
+        """The objective on one (ranked, labeled) pair of batches, either may be None."""
+        ranked_batch, labeled_batch = batches
         self.net.train()
         loss, parts = 0.0, {}
         if labeled_batch is not None:
@@ -272,10 +259,7 @@ class Trainer:
             l, p = self.ranked_loss(ranked_batch)
             weight = self.cfg["loss"]["lambda"] if labeled_batch is not None else 1.0
             loss, parts = loss + weight * l, {**parts, **p}
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.item(), parts
+        return loss, parts
 
     # -- epochs ------------------------------------------------------------------------------
     def batches(self):
@@ -301,41 +285,28 @@ class Trainer:
             yield out.get("ranked"), out.get("labeled")
 
     def train_epoch(self) -> dict:
-        from tqdm import tqdm
-
         n = self.cfg["optim"]["iters_per_epoch"] or max(len(l) for l in self.loaders.values())
-        bar = tqdm(self.batches(), total=n, desc=f"epoch {self.epoch + 1}/{self.cfg['optim']['epochs']}",
-                   disable=not (self.d.main and self.cfg["train"]["progress"]), leave=False, file=sys.stderr)
-        total, count, images, parts_sum = 0.0, 0, 0, {}
-        t0 = time.perf_counter()
-        for ranked, labeled in bar:
-            loss, parts = self.step(ranked, labeled)
-            total += loss
-            count += 1
-            images += sum(len(b[0]) for b in (ranked, labeled) if b is not None) * self.d.world
-            for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0.0) + v
-            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{images / (time.perf_counter() - t0):.0f}")
+        row = train_one_epoch(self.loss, self.batches(), self.optimizer, self.scaler, epoch=self.epoch + 1,
+                              first_step=self.steps, steps=n, progress=self.d.main and self.cfg["train"]["progress"],
+                              count=lambda b: sum(len(x[0]) for x in b if x is not None) * self.d.world)
+        self.steps += row.pop("steps")
         self.scheduler.step()
-        elapsed = time.perf_counter() - t0
-        row = {"epoch": self.epoch + 1, "loss": total / max(count, 1), "lr": self.optimizer.param_groups[0]["lr"],
-               "images_per_s": images / elapsed, "seconds": elapsed}
-        row.update({f"loss_{k}": v / max(count, 1) for k, v in parts_sum.items()})
-        return row
+        return {"epoch": self.epoch + 1, "loss": row.pop("loss"), "lr": self.optimizer.param_groups[0]["lr"], **row}
 
     # -- evaluation --------------------------------------------------------------------------
-    @torch.no_grad()
     def predict_items(self, dataset, items: np.ndarray, n_crops: int, seeds: np.ndarray | None = None) -> np.ndarray:
-        self.model.eval()
-        out = np.empty(len(items), dtype=np.float64)
-        for k, item in enumerate(items):
-            if self.task == "counting" and isinstance(dataset, DensityDataset):
-                x = to_tensor(dataset.cache(int(item)))[None]
-            else:
-                x = dataset.test_crops(int(item), n_crops, seed=int(item if seeds is None else seeds[k]))
-            with self.autocast():
-                out[k] = self.model(self.to_device(x)).float().mean().item()
-        return out
+        """Scores of `items`, each process scoring every world-th one (no rank idles at a barrier
+        while another evaluates alone, which a long evaluation turns into an NCCL timeout)."""
+        mine = np.arange(self.d.rank, len(items), self.d.world)
+
+        def inputs():
+            for k in mine:
+                item = items[k]
+                if self.task == "counting" and isinstance(dataset, DensityDataset):
+                    yield to_tensor(dataset.cache(int(item)))[None]
+                else:
+                    yield dataset.test_crops(int(item), n_crops, seed=int(item if seeds is None else seeds[k]))
+        return np.array(gather_shards(predict(self.model, inputs(), self.device).tolist(), self.d), dtype=np.float64)
 
     def evaluate(self) -> dict:
         res = {}
@@ -346,35 +317,45 @@ class Trainer:
             pred = np.full(int(items.max()) + 1, np.nan)
             pred[items] = self.predict_items(self.ranked_ds, items, dc["test_crops"], seeds)
             res["heldout_pra"] = M.pra_groups(pred, groups)
-        ev = self.labeled_eval
-        if ev is not None and len(ev.items):
-            items = ev.items
-            pred = self.predict_items(ev.dataset, items, dc["test_crops"])
-            y = ev.target[items]
-            if self.task == "counting":
-                res.update(mae=M.mae(y, pred), rmse=M.rmse(y, pred))
-            else:
-                ann = ev.annotator[items] if ev.annotator is not None else None
-                res.update(M.per_annotator(y, pred, ann))
-                corpus = self.labeled_eval.corpus
-                if "true_score" in corpus.columns():
-                    true = corpus.column("true_score")[items]
-                    res.update(lcc_true=M.lcc(true, pred), srocc_true=M.srocc(true, pred))
+        if self.labeled_val is not None:
+            res.update({f"val_{k}": v for k, v in self.labeled_metrics(self.labeled_val).items()})
+        if self.labeled_eval is not None and len(self.labeled_eval.items):
+            res.update(self.labeled_metrics(self.labeled_eval))
+        return res
+
+    def labeled_metrics(self, split: Split) -> dict:
+        items = split.items
+        pred = self.predict_items(split.dataset, items, self.cfg["data"]["test_crops"])
+        y = split.target[items]
+        if M.collapsed(pred):
+            log(f"warning: the {len(pred)} predictions on {split.corpus.path.name} have collapsed (std "
+                f"{pred.std():.2g}): the network outputs one value for every image; for dcr raise loss.gamma "
+                "(e.g. 0.1) or loss.lambda1, else lower optim.lr", self.d)
+        if self.task == "counting":
+            return {"mae": M.mae(y, pred), "rmse": M.rmse(y, pred)}
+        res = M.per_annotator(y, pred, split.annotator[items] if split.annotator is not None else None)
+        if "true_score" in split.corpus.columns():
+            true = split.corpus.column("true_score")[items]
+            res.update(lcc_true=M.lcc(true, pred), srocc_true=M.srocc(true, pred))
         return res
 
     def key_metric(self, res: dict) -> float:
-        for key, sign in (("srocc", 1), ("mae", -1), ("heldout_pra", 1)):
-            if key in res and np.isfinite(res[key]):
+        """The score best.pt maximizes: the first of these the run reports, nan when undefined
+        (a nan never counts as an improvement; falling back to another key would compare apples
+        with pears across epochs). Only data carved from training: never the test split."""
+        for key, sign in (("val_srocc", 1), ("val_mae", -1), ("heldout_pra", 1)):
+            if key in res:
                 return sign * res[key]
         return -self.history[-1]["loss"] if self.history else -float("inf")
 
     # -- checkpoints -------------------------------------------------------------------------
     def state(self) -> dict:
         return {
-            "arch": self.entry.name, "config": self.cfg, "epoch": self.epoch, "best": self.best,
+            "arch": self.entry.name, "config": self.cfg, "epoch": self.epoch, "best": self.best, "best_epoch": self.best_epoch,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "history": self.history,
             "criterion": self.criterion.state_dict() if self.criterion else None,
+            "scaler": self.scaler.state_dict(), "steps": self.steps, "rng": rng_state(),
         }
 
     def restore(self, ck: dict) -> None:
@@ -386,6 +367,10 @@ class Trainer:
         if self.criterion is not None and ck.get("criterion"):
             self.criterion.load_state_dict(ck["criterion"])
         self.epoch, self.best, self.history = ck["epoch"], ck["best"], ck["history"]
+        self.best_epoch, self.steps = ck.get("best_epoch", 0), ck.get("steps", 0)
+        if ck.get("scaler"):
+            self.scaler.load_state_dict(ck["scaler"])
+        set_rng_state(ck.get("rng"))
 
 
 def write_metrics(history: list[dict], run_dir: Path) -> None:
@@ -432,41 +417,91 @@ def tensorboard_writer(run_dir: Path):
 def run(cfg: dict, resume: bool = False) -> dict:
     """Train per the resolved config; return the last evaluation (printed by the CLI)."""
     d = init_from_env(pick_device(cfg["train"]["device"]))
-    result = _run(cfg, resume, d)
+    run_dir = Path(cfg["out"]) / cfg["name"]
+    lock = None
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = lock_run_dir(run_dir)
+    try:
+        result = _run(cfg, resume, d)
+    finally:
+        if lock is not None:
+            lock.close()
     shutdown(d)
     return result
+
+
+# What a resumed run may change: how long it runs and how it is executed, never what it trains.
+RESUMABLE = ("optim.epochs", "optim.patience", "data.workers", "data.cache_mb", "data.build")
+
+
+def resume_mismatch(saved: dict, cfg: dict) -> list[str]:
+    old, new = _flat(saved), _flat(cfg)
+    return sorted(k for k in set(old) | set(new)
+                  if old.get(k) != new.get(k) and k not in RESUMABLE and not k.startswith("train."))
+
+
+def lock_run_dir(run_dir: Path):
+    """flock runs/<name>/.lock for the whole run: a second `train run` on the same folder (say a
+    --resume while the first still trains) stops at once instead of interleaving checkpoints. The
+    kernel drops the lock when the process dies, so a killed run leaves nothing stale."""
+    import fcntl
+
+    handle = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "?"
+        handle.close()
+        raise TrainError(f"another process (pid {owner}) is training in {run_dir}; wait for it to finish "
+                         "or choose another --set name=...") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def _run(cfg: dict, resume: bool, d: Dist) -> dict:
     run_dir = Path(cfg["out"]) / cfg["name"]
     last = run_dir / "last.pt"
     if d.main:
-        if run_dir.exists() and (last.exists()) and not resume:
+        if last.exists() and not resume:
             raise TrainError(f"{run_dir} already holds a run; pass --resume to continue it or --set name=OTHER")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(dump(cfg))
     barrier(d)
+    ck = None
+    if resume and last.exists():
+        ck = load_checkpoint(last)
+        changed = resume_mismatch(ck["config"], cfg)
+        if changed:
+            raise TrainError(f"--resume: {run_dir} was trained with other settings ({', '.join(changed)}); "
+                             "only optim.epochs, optim.patience, data.workers and train.* may change, "
+                             "or start a new run with --set name=OTHER")
+    elif resume:
+        # The same command works before and after the first checkpoint: nothing to continue yet.
+        log(f"--resume: {run_dir} has no checkpoint yet; starting from the first epoch", d)
+    if d.main:
+        (run_dir / "config.yaml").write_text(dump(cfg))
     trainer = Trainer(cfg, d)
-    if resume:
-        if not last.exists():
-            raise TrainError(f"--resume: {last} does not exist")
-        trainer.restore(load_checkpoint(last))
+    if ck is not None:
+        trainer.restore(ck)
         log(f"resumed {run_dir} after epoch {trainer.epoch}", d)
     tb = tensorboard_writer(run_dir) if d.main else None
     res: dict = {}
     while trainer.epoch < cfg["optim"]["epochs"]:
         row = trainer.train_epoch()
         trainer.epoch += 1
+        res = trainer.evaluate()
         if d.main:
-            res = trainer.evaluate()
             row.update(res)
             trainer.history.append(row)
             score = trainer.key_metric(res)
             shown = "  ".join(f"{k}={v:.4g}" for k, v in row.items() if k not in ("epoch", "lr", "seconds"))
             log(f"epoch {trainer.epoch}: {shown}")
-            improved = score > trainer.best
+            improved = bool(np.isfinite(score) and score > trainer.best)
             if improved:
-                trainer.best = score
+                trainer.best, trainer.best_epoch = score, trainer.epoch
             state = trainer.state()
             atomic_save(state, last)
             if improved:
@@ -478,6 +513,10 @@ def _run(cfg: dict, resume: bool, d: Dist) -> dict:
                     if k != "epoch":
                         tb.add_scalar(k, v, trainer.epoch)
         barrier(d)
+        patience = cfg["optim"]["patience"]
+        if decided_by_main(bool(patience) and trainer.epoch - trainer.best_epoch >= patience, d):
+            log(f"early stop: no better validation score for {patience} epochs (best: epoch {trainer.best_epoch})", d)
+            break
     if tb is not None:
         tb.close()
     if d.main and trainer.history:

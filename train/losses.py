@@ -95,10 +95,14 @@ class DCRLoss(nn.Module):
         reg = batch_regularizer(y)
         total = rank + self.lambda1 * reg
         parts = {"d_rank" if self.disjoint else "rank": rank.item(), "batch_reg": reg.item()}
-        if self.h_psi is not None and self.lambda2 > 0:
+        if self.h_psi is not None and (self.lambda2 > 0 or self.lambda3 > 0):
+            if self.lambda2 == 0:
+                raise ValueError("lambda2=0 with lambda3>0: h_psi never learns (train.config refuses this)")
             logits = self.h_psi(grad_reverse(embedding, self.lambda3 / self.lambda2))
             ce = F.cross_entropy(logits.float(), annotator)
-            total = total + self.lambda2 * ce
+            # The reversed gradient carries l3 L_theta; the detached term makes the value Eq. 7's
+            # too (l2 L_psi + l3 L_theta with L_theta = -CE) without touching any gradient.
+            total = total + self.lambda2 * ce - self.lambda3 * ce.detach()
             parts.update(l_psi=ce.item(), l_theta=-ce.item())
         return total, parts
 
