@@ -8,12 +8,14 @@ one corpus and returns its Summary:
     rankgen.crops("crops.h5", k=5, s=0.75, r=8)            # rankgen crops
     rankgen.density("density.h5")                          # rankgen density
     rankgen.annotate("annotate.h5", annotators=4)          # rankgen annotate
+    rankgen.materialize("compact.h5", "full.h5")           # rankgen materialize
 """
 
 __version__ = "0.1.0"
 
 # Imported on first use, so `import rankgen` (and `rankgen --help`) stays light.
-_API = {"distort": "distort", "crops": "crops", "density": "density", "annotate": "annotate"}
+_API = {"distort": "distort", "crops": "crops", "density": "density", "annotate": "annotate",
+        "materialize": "materialize"}
 
 __all__ = ["__version__", *_API]
 

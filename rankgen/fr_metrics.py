@@ -10,12 +10,11 @@ import multiprocessing as mp
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from tqdm import tqdm
 
-from .corpus import Corpus
+from .corpus import Corpus, open_corpus
 from .distortions.metrics import psnr as _psnr
 from .errors import RankgenError
 
@@ -38,9 +37,6 @@ def ssim(reference: np.ndarray, distorted: np.ndarray) -> float:
 MEASURES = {"psnr": psnr, "ssim": ssim}
 
 
-# Jobs carry the path, not the Corpus: a Corpus pickles its cached columns, which would make every
-# job as large as the whole index. Each process opens the file once.
-open_corpus = lru_cache(maxsize=None)(Corpus)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from .corpus import Corpus, CorpusWriter
 from .corpus import schema as S
 from .distortions import DISTORTIONS, metric
 from .errors import RankgenError
-from .fr_metrics import open_corpus, psnr, ssim
+from .corpus import open_corpus
+from .fr_metrics import psnr, ssim
 
 MEASURES = ("metric", "psnr", "ssim")
 

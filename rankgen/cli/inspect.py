@@ -39,7 +39,13 @@ def info(corpus):
             click.echo(f"    {name:28s} {n}")
     for name in c.ragged_names():
         shapes = {c.ragged_shape(name, i) for i in range(min(len(c), 2000))}
-        click.echo(f"  ragged {name}: {len(shapes)} distinct shapes, e.g. {sorted(shapes)[:3]}")
+        encoding = c.ragged_encoding(name)[0]
+        click.echo(f"  ragged {name}: {len(shapes)} distinct shapes, e.g. {sorted(shapes)[:3]}; stored as {encoding}")
+        stored = c.stored_count(name)
+        if stored < len(c):
+            kept = ", ".join(["references", *(attrs.get("stored_types") or [])])
+            click.echo(f"  compact: pixels of {stored} items stored ({kept}); the other {len(c) - stored} are "
+                       "regenerated when read, each checked against its recorded CRC")
     skipped = attrs.get("skipped") or []
     if skipped:
         click.echo(f"  {len(skipped)} sources were skipped:")
@@ -101,20 +107,25 @@ def list_(what):
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-def check(files):
+@click.option("--all", "regenerate_all", is_flag=True,
+              help="Compact corpora: regenerate every item whose pixels are not stored (default: 1 in 16).")
+def check(files, regenerate_all):
     """Verify corpora: structure, item counts, per-item CRCs, column and table digests.
 
-    Exit status 0 when every file is sound, 1 otherwise; each problem is printed.
+    Exit status 0 when every file is sound, 1 otherwise; each problem is printed. In a compact
+    corpus (`distort --pixels ...`) the regenerated items are remade and compared with the CRCs
+    recorded when they were made: a sample of 1 in 16, or all with --all.
 
     \b
     Example:
       rankgen check corpus.h5 shards/*.h5
+      rankgen check waterloo-compact.h5 --all
     """
     from ..corpus.check import check as check_file
 
     failed = False
     for path in files:
-        problems = check_file(path)
+        problems = check_file(path, regenerate_all=regenerate_all)
         if problems:
             failed = True
             click.echo(f"{path}: {len(problems)} problem(s)")

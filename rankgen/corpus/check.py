@@ -13,7 +13,12 @@ from .codec import crc32, decode
 from .writer import dataset_digests
 
 
-def check(path: str | Path) -> list[str]:
+# A compact corpus's regenerated items are checked 1 in REGENERATE_EVERY by default (all with
+# --all): regenerating costs what writing them would have cost.
+REGENERATE_EVERY = 16
+
+
+def check(path: str | Path, *, regenerate_all: bool = False) -> list[str]:
     """Everything wrong with the file, as sentences; an empty list means it is sound."""
     path = Path(path)
     try:
@@ -55,11 +60,33 @@ def check(path: str | Path) -> list[str]:
             if stored.get(key) != actual.get(key):
                 what = "missing" if key not in actual else "added" if key not in stored else "changed since it was written"
                 problems.append(f"{key}: {what}")
+        absent = {name: np.flatnonzero(g[S.STORED][...] == 0) for name, g in f[S.RAGGED].items()
+                  if version > 1 and S.STORED in g}
+    if not problems and any(len(a) for a in absent.values()):
+        problems += _check_regenerated(path, absent, regenerate_all)
+    return problems
+
+
+def _check_regenerated(path: Path, absent: dict, regenerate_all: bool) -> list[str]:
+    """Regenerate a compact corpus's items (a sample, or all) and compare them with their CRCs."""
+    from ..errors import RankgenError
+    from .reader import Corpus
+
+    corpus = Corpus(path)
+    problems = []
+    for name, indices in absent.items():
+        for i in indices if regenerate_all else indices[::REGENERATE_EVERY]:
+            try:
+                corpus.ragged(name, int(i))
+            except RankgenError as exc:
+                problems.append(str(exc))
+                break  # the first names the item and the versions; the rest would repeat it
+    corpus.close()
     return problems
 
 
 def _check_ragged(name: str, g: h5py.Group, n: int, version: int) -> list[str]:
-    parts = (S.DATA, S.OFFSET, S.SHAPE, S.CRC) if version == 1 else (S.DATA, S.OFFSET, S.SIZE, S.SHAPE, S.CRC)
+    parts = (S.DATA, S.OFFSET, S.SHAPE, S.CRC) if version == 1 else (S.DATA, S.OFFSET, S.SIZE, S.SHAPE, S.CRC, S.STORED)
     for part in parts:
         if part not in g:
             return [f"ragged/{name}/{part} is missing"]
@@ -79,8 +106,11 @@ def _check_ragged(name: str, g: h5py.Group, n: int, version: int) -> list[str]:
     if n and (offsets[0] != 0 or np.any(offsets[1:] != ends[:-1]) or ends[-1] != g[S.DATA].shape[0]):
         return [f"ragged/{name}: offsets and sizes do not tile the data array"]
     data = g[S.DATA]
+    stored = g[S.STORED][...] if version > 1 else np.ones(n, dtype=np.uint8)
+    if len(stored) != n or np.any(sizes[stored == 0] != 0):
+        return [f"ragged/{name}: the stored flags do not match the sizes"]
     bad, undecodable = [], []
-    for i in range(n):
+    for i in np.flatnonzero(stored):
         raw = data[offsets[i] : ends[i]]
         if version > 1:
             try:

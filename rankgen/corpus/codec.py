@@ -26,11 +26,20 @@ _FROM_PNG = {3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGBA}
 
 @dataclass(frozen=True)
 class Encoded:
-    """One item as stored: its encoded bytes, the shape it decodes to and the crc32 of its raw bytes."""
+    """One item as stored: its encoded bytes, the shape it decodes to and the crc32 of its raw bytes.
+
+    stored=False: the bytes are left out (a compact corpus regenerates the item when it is read);
+    shape and crc still describe it, so the regenerated item is checked against them."""
 
     data: bytes
     shape: tuple[int, ...]
     crc: int
+    stored: bool = True
+
+
+def absent(array: np.ndarray) -> Encoded:
+    """An item whose pixels a compact corpus does not store: only its shape and CRC."""
+    return Encoded(b"", tuple(int(s) for s in array.shape), crc32(array), stored=False)
 
 
 def crc32(array: np.ndarray) -> int:

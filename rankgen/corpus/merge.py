@@ -163,8 +163,9 @@ def _merge_virtual(shards: list[Corpus], output: Path, overwrite: bool, command:
             virtual(f"{base}/{S.DATA}", out, g[S.DATA].dtype, data_lengths)
             virtual(f"{base}/{S.SHAPE}", out, g[S.SHAPE].dtype, lengths, width=g[S.SHAPE].shape[1])
             virtual(f"{base}/{S.CRC}", out, g[S.CRC].dtype, lengths)
-            if S.SIZE in g:
-                virtual(f"{base}/{S.SIZE}", out, g[S.SIZE].dtype, lengths)
+            for part in (S.SIZE, S.STORED):  # schema 2
+                if part in g:
+                    virtual(f"{base}/{part}", out, g[part].dtype, lengths)
             for key, value in g.attrs.items():
                 out[base].attrs[key] = value
             offsets = np.concatenate([f[base][S.OFFSET][...] + sum(data_lengths[:k]) for k, f in enumerate(files)])

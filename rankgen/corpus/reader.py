@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,11 @@ import numpy as np
 
 from ..errors import RankgenError
 from . import schema as S
-from .codec import Encoded, decode
+from .codec import Encoded, crc32, decode
+
+# Decoded references a process keeps for regenerating the items of a compact corpus: a group's
+# levels are usually read together, and each needs its reference.
+REFERENCES_KEPT = 8
 
 
 class Corpus:
@@ -22,6 +27,7 @@ class Corpus:
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._cache: dict[str, np.ndarray] = {}
+        self._references: dict[int, np.ndarray] = {}
         self._validate(kind)
 
     def _validate(self, kind) -> None:
@@ -63,6 +69,7 @@ class Corpus:
         state = dict(self.__dict__)
         state["_file"] = None
         state["_pid"] = None
+        state["_references"] = {}
         return state
 
     def close(self) -> None:
@@ -118,8 +125,80 @@ class Corpus:
         start = int(g[S.OFFSET][index])
         if self.version == 1:  # raw typed values under an HDF5 filter; offsets count values
             return g[S.DATA][start : start + int(np.prod(shape))].reshape(shape)
+        if not self._part(name, S.STORED)[index]:
+            return self._regenerate(name, index)
         encoding, dtype = self.ragged_encoding(name)
         return decode(g[S.DATA][start : start + int(g[S.SIZE][index])], shape, dtype, encoding)
+
+    # -- compact corpora -----------------------------------------------------------------
+    def is_stored(self, name: str, index: int) -> bool:
+        """Whether item `index`'s bytes are in the file (schema 1 and full corpora: always)."""
+        return self.version == 1 or bool(self._part(name, S.STORED)[int(index)])
+
+    def stored_count(self, name: str) -> int:
+        return len(self) if self.version == 1 else int(self._part(name, S.STORED).sum())
+
+    def _part(self, name: str, part: str) -> np.ndarray:
+        key = f"ragged:{name}:{part}"
+        if key not in self._cache:
+            self._cache[key] = self.file[S.RAGGED][name][part][...]
+        return self._cache[key]
+
+    def _regenerate(self, name: str, index: int) -> np.ndarray:
+        """A compact corpus's item from its stored reference, distortion, parameter and seed,
+        checked against the CRC recorded when it was made: drift is an error, never silent."""
+        if self.kind != "distort" or name != "image":
+            raise RankgenError(f"{self.path} is damaged: item {index} of {name!r} has no stored bytes; "
+                               f"run `rankgen check {self.path}`")
+        from ..distortions import distort_recorded
+
+        reference = self._reference(self._reference_index(index))
+        distortion, param, seed = self.column("distortion")[index], self.column("param")[index], self.column("seed")[index]
+        image, _ = distort_recorded(reference, str(distortion), float(param), np.random.default_rng(int(seed)))
+        if crc32(image) != int(self._part(name, S.CRC)[index]):
+            raise RankgenError(self._drift(index))
+        return image
+
+    def _reference_index(self, index: int) -> int:
+        if "reference_index" not in self._cache:
+            ref, crop, distortion = self.column("ref"), self.column("crop"), self.column("distortion")
+            first = {}
+            for i in np.flatnonzero(distortion == "reference"):
+                first[(int(ref[i]), int(crop[i]))] = int(i)
+            self._cache["reference_index"] = np.array(
+                [first.get((int(r), int(c)), -1) for r, c in zip(ref, crop)], dtype=np.int64)
+        found = int(self._cache["reference_index"][index])
+        if found < 0:
+            raise RankgenError(f"{self.path} is damaged: item {index} has no reference item; run `rankgen check {self.path}`")
+        return found
+
+    def _reference(self, index: int) -> np.ndarray:
+        if index not in self._references:
+            if len(self._references) >= REFERENCES_KEPT:
+                self._references.pop(next(iter(self._references)))
+            self._references[index] = self.ragged("image", index)
+        return self._references[index]
+
+    def version_drift(self) -> list[str]:
+        """What the pixels depended on when written and differs here, e.g. 'opencv 4.10.0 (here 5.0.0)'."""
+        from ..distortions import pixel_versions
+
+        written = self.attrs.get(S.ATTR_PIXEL_VERSIONS) or {}
+        here = pixel_versions((written.get("kernels") or {}).keys())
+        out = [f"kernel of {name} {v} (here {here['kernels'][name]})"
+               for name, v in sorted((written.get("kernels") or {}).items()) if here["kernels"][name] != v]
+        out += [f"{lib} {v} (here {here.get(lib)})" for lib, v in sorted(written.items())
+                if lib != "kernels" and here.get(lib) != v]
+        return out
+
+    def _drift(self, index: int) -> str:
+        item = (f"item {index} ({self.column('distortion')[index]} level {self.column('level')[index]} of reference "
+                f"{self.table('ref_id')[self.column('ref')[index]]})")
+        drift = self.version_drift()
+        why = ("it was written with " + ", ".join(drift) if drift else
+               "the recorded versions match, so a library build differs (e.g. another libjpeg inside OpenCV)")
+        return (f"{self.path}: {item} regenerates to other pixels than were written; {why}. Write its pixels with "
+                f"`rankgen materialize {self.path} -o FULL.h5` where it was made, or regenerate the corpus here")
 
     def ragged_encoded(self, name: str, index: int) -> Encoded:
         """Item `index` as stored (schema 2), so copies (merge, verify --drop) move bytes without
@@ -127,7 +206,8 @@ class Corpus:
         g, index = self._item(name, index)
         start = int(g[S.OFFSET][index])
         data = g[S.DATA][start : start + int(g[S.SIZE][index])].tobytes()
-        return Encoded(data, tuple(int(s) for s in g[S.SHAPE][index]), int(g[S.CRC][index]))
+        return Encoded(data, tuple(int(s) for s in g[S.SHAPE][index]), int(g[S.CRC][index]),
+                       stored=bool(self._part(name, S.STORED)[index]))
 
     def ragged_for_copy(self, name: str, index: int, encoding: str) -> Encoded | np.ndarray:
         """Item `index` for a writer that stores `name` with `encoding`: the stored bytes when they
@@ -181,3 +261,8 @@ class Corpus:
     def groups(self) -> np.ndarray:
         """(G, L) item indices; within a row the target does not increase left to right; -1 pads."""
         return self.table(S.GROUPS)
+
+
+# Jobs carry the path, not the Corpus: a Corpus pickles its cached columns, which would make every
+# job as large as the whole index. Each process opens the file once.
+open_corpus = functools.lru_cache(maxsize=None)(Corpus)

@@ -20,6 +20,8 @@ ATTR_N_ITEMS = "n_items"
 ATTR_SKIPPED = "skipped"       # JSON list of skipped sources with reasons
 ATTR_JOBS_DONE = "jobs_done"   # sources done so far (resume bookkeeping of rankgen.pipeline)
 ATTR_CHECKSUMS = "checksums"   # JSON: sha256 of every items/ column and tables/ dataset
+ATTR_PIXEL_VERSIONS = "pixel_versions"  # distort: JSON, kernel versions and libraries the pixels depend on
+ATTR_STORED_TYPES = "stored_types"      # distort: JSON list, distortions whose pixels are stored (references always are)
 
 # Groups of the file.
 ITEMS = "items"          # one 1-D dataset per per-item column, all of length n_items
@@ -27,6 +29,7 @@ RAGGED = "ragged"        # ragged/<name>/{data, offset, size, shape, crc32}: one
 TABLES = "tables"        # anything else: groups, name tables, references
 DATA, OFFSET, SHAPE, CRC = "data", "offset", "shape", "crc32"  # crc32 of each item's decoded (raw) bytes
 SIZE = "size"            # version 2: bytes of item i's encoded form in data (version 1 derives it from shape)
+STORED = "stored"        # version 2: uint8, 1 where item i's bytes are in data, 0 where it is regenerated when read
 
 # Attributes of a ragged/<name> group (version 2): how its items are encoded and what they decode to.
 ATTR_ENCODING = "encoding"      # one of ENCODINGS

@@ -103,7 +103,7 @@ class CorpusWriter:
         fingerprint: str,
         overwrite: bool = False,
         encoding: str = S.PNG,
-        chunk_bytes: int = 1 << 20,
+        chunk_bytes: int = 1 << 18,
     ):
         if kind not in S.KINDS:
             raise ValueError(f"unknown corpus kind {kind!r}")
@@ -193,12 +193,12 @@ class CorpusWriter:
             ds.resize((n,))
         for name in self.ragged:
             g = f[S.RAGGED][name]
-            if min(g[S.OFFSET].shape[0], g[S.SIZE].shape[0], g[S.SHAPE].shape[0], g[S.CRC].shape[0]) < n:
+            if min(g[part].shape[0] for part in (S.OFFSET, S.SIZE, S.SHAPE, S.CRC, S.STORED)) < n:
                 raise ValueError("short ragged")
             if g.attrs.get(S.ATTR_ENCODING) != self.encodings[name]:
                 raise ValueError("other encoding")
             end = int(g[S.OFFSET][n - 1]) + int(g[S.SIZE][n - 1]) if n else 0
-            for part in (S.OFFSET, S.SIZE, S.CRC):
+            for part in (S.OFFSET, S.SIZE, S.CRC, S.STORED):
                 g[part].resize((n,))
             g[S.SHAPE].resize((n, g[S.SHAPE].shape[1]))
             g[S.DATA].resize((end,))
@@ -232,6 +232,7 @@ class CorpusWriter:
                 g.create_dataset(part, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.int64, track_times=False)
             g.create_dataset(S.SHAPE, shape=(0, ndim), maxshape=(None, ndim), chunks=(4096, ndim), dtype=np.int32, track_times=False)
             g.create_dataset(S.CRC, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.uint32, track_times=False)
+            g.create_dataset(S.STORED, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.uint8, track_times=False)
         f.create_group(S.TABLES)
         f.flush()
         return f
@@ -281,7 +282,8 @@ class CorpusWriter:
                 g[S.DATA].resize((start + int(sizes.sum()),))
                 g[S.DATA][start:] = np.frombuffer(b"".join(e.data for e in items), dtype=np.uint8)
                 for part, values in ((S.OFFSET, start + np.concatenate([[0], np.cumsum(sizes)[:-1]])), (S.SIZE, sizes),
-                                     (S.CRC, np.array([e.crc for e in items], dtype=np.uint32))):
+                                     (S.CRC, np.array([e.crc for e in items], dtype=np.uint32)),
+                                     (S.STORED, np.array([e.stored for e in items], dtype=np.uint8))):
                     g[part].resize((n1,))
                     g[part][n0:n1] = values
                 g[S.SHAPE].resize((n1, ndim))

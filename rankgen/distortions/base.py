@@ -48,6 +48,20 @@ def kernel_version(name: str) -> int:
     return DISTORTIONS.entry(name).info.get("kernel", 1)
 
 
+def pixel_versions(names) -> dict:
+    """What the bytes of these types depend on besides (image, param, seed): their kernel versions
+    and the libraries whose code computes them. Stored in every distort corpus, so a regenerated
+    item that differs can say which of them changed."""
+    import glymur
+    import PIL
+    import scipy
+    import skimage
+
+    return {"kernels": {name: kernel_version(name) for name in sorted(names)}, "numpy": np.__version__,
+            "opencv": cv2.__version__, "openjpeg": str(glymur.version.openjpeg_version),
+            "scikit-image": skimage.__version__, "scipy": scipy.__version__, "pillow": PIL.__version__}
+
+
 def normal(rng: np.random.Generator, shape: tuple, std: float, mean: float = 0.0) -> np.ndarray:
     """float32 samples of N(mean, std^2) from OpenCV's generator, seeded from `rng` (kernel 2).
 

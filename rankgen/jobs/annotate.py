@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import annotators as model
-from ..corpus import Corpus
+from ..corpus import Corpus, open_corpus
 from ..corpus import schema as S
 from ..errors import BadImage, RankgenError
-from ..fr_metrics import open_corpus, score_corpus
+from ..fr_metrics import score_corpus
 from ..sources import SOURCES, SourceItem, read_image
 from ..sources import labeled
 from .base import JobResult, Summary, replay_command, resolve_workers, write_corpus

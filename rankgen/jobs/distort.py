@@ -9,7 +9,8 @@ from typing import Sequence
 import numpy as np
 
 from ..corpus import schema as S
-from ..distortions import DISTORTIONS, distort_recorded, load_recipe
+from ..corpus.codec import absent
+from ..distortions import DISTORTIONS, distort_recorded, load_recipe, pixel_versions
 from ..errors import BadImage, RankgenError
 from ..seeding import item_seed, rng_for
 from ..sources import SOURCES, SourceItem, read_image
@@ -22,6 +23,12 @@ COLUMNS = {"ref": "int64", "distortion": "str", "tid": "int64", "level": "int64"
 RAGGED = {"image": ("uint8", 3)}
 
 
+# What `--pixels costly` stores: the types that take 15 ms or more per 512x384 call
+# (docs/benchmarks.md, "Distortion kernels"), so a trainer reading a compact corpus is not starved.
+COSTLY = ("image_denoising", "jpeg2000", "jpeg2000_transmission_errors", "comfort_noise", "color_quantization",
+          "sparse_sampling")
+
+
 @dataclass(frozen=True)
 class DistortJob:
     index: int
@@ -32,6 +39,7 @@ class DistortJob:
     seed: int
     crop: int | None
     crops_per_image: int
+    stored: frozenset = frozenset()  # distortions whose pixels are written; the others only get a CRC
 
 
 def crop_windows(shape, size: int, n: int, seed: int, ref_id: str) -> list[tuple[int, int]]:
@@ -67,7 +75,8 @@ def distort_source(job: DistortJob) -> JobResult:
                 seed = item_seed(job.seed, job.item.id, name, level, c)
                 out, attempts = distort_recorded(view, name, param, np.random.default_rng(seed))
                 rows.append({"ref": job.index, "distortion": name, "tid": tid, "level": level, "param": param,
-                             "seed": seed, "crop": c, "attempts": attempts, "image": out})
+                             "seed": seed, "crop": c, "attempts": attempts,
+                             "image": out if name in job.stored else absent(out)})
     return JobResult(rows=rows, notes=notes)
 
 
@@ -99,6 +108,24 @@ def parse_distortions(distortions: str | Sequence[str] | None) -> tuple[str, ...
     return tuple(names)
 
 
+def parse_pixels(pixels: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """Which distortions' pixels are stored: all, references (none), costly (COSTLY), or a list."""
+    if pixels == "all":
+        return names
+    if pixels == "references":
+        return ()
+    if pixels == "costly":
+        return tuple(n for n in names if n in COSTLY)
+    wanted = [p.strip() for p in pixels.split(",")]
+    if "" in wanted:
+        raise RankgenError(f"--pixels {pixels!r} has an empty name; give all, references, costly or distortion names")
+    canonical = [DISTORTIONS.canonical(p) for p in wanted]
+    unknown = [p for p in canonical if p not in names]
+    if unknown:
+        raise RankgenError(f"--pixels names {', '.join(unknown)}, which this run does not make; it makes {', '.join(names)}")
+    return tuple(n for n in names if n in canonical)
+
+
 def distort(
     output: str | Path = "corpus.h5",
     *,
@@ -115,6 +142,7 @@ def distort(
     overwrite: bool = False,
     on_error: str = "skip",
     compression: str = S.PNG,
+    pixels: str = "all",
     shard: str | tuple[int, int] | None = None,
     progress: bool = True,
 ) -> Summary:
@@ -122,7 +150,9 @@ def distort(
 
     Each source yields its pristine version (level 0) and, per distortion of the recipe, levels
     1..levels-1 of increasing strength. `workers=None` uses every core; the output is the same for
-    any worker count. Returns the run's Summary (items, skipped sources, notes).
+    any worker count. pixels: whose pixels the file stores: "all"; "references" (a compact corpus:
+    every other item is regenerated, byte for byte, when it is read); "costly" (references and the
+    COSTLY types); or comma-separated distortion names. Returns the run's Summary.
 
     >>> rankgen.distort("mine.h5", dataset="folder", root="photos", distortions="gaussian_blur,jpeg")
     """
@@ -153,17 +183,19 @@ def distort(
         names = tuple(n for n in rec.names if n in wanted)
     params = tuple(tuple(float(p) for p in rec.params(n, levels)) for n in names)
     tids = tuple(rec.tid(n) for n in names)
-    jobs = shard_jobs([DistortJob(i, item, names, tids, params, seed, crop, crops_per_image)
+    stored = parse_pixels(pixels, names)
+    jobs = shard_jobs([DistortJob(i, item, names, tids, params, seed, crop, crops_per_image, frozenset(stored))
                        for i, item in enumerate(items)], shard)
     content = {"dataset": dataset, "root": str(root) if root else None, "recipe": rec.name, "recipe_text": rec.text,
                "distortions": list(names), "levels": levels, "seed": seed, "crop": crop,
                "crops_per_image": crops_per_image if crop else 1, "limit": limit, "sources": [it.id for it in items],
-               S.SHARD_PARAM: list(shard) if shard else None}
+               S.SHARD_PARAM: list(shard) if shard else None, **({"pixels": pixels} if pixels != "all" else {})}
     command = replay_command("distort", [
         ("--dataset", dataset), ("--root", root), ("--recipe", recipe),
         ("--distortions", ",".join(wanted_names) if wanted_names else None), ("--levels", levels), ("--crop", crop),
         ("--crops-per-image", crops_per_image), ("--limit", limit), ("--seed", seed), ("--on-error", on_error),
-        ("--compression", compression), ("--shard", "/".join(map(str, shard)) if shard else None)])
+        ("--compression", compression), ("--pixels", pixels if pixels != "all" else None),
+        ("--shard", "/".join(map(str, shard)) if shard else None)])
 
     def finish(writer, summary):
         groups = build_groups(writer.read_column("ref"), writer.read_column("distortion"),
@@ -177,6 +209,7 @@ def distort(
     return write_corpus(
         output, "distort", jobs, distort_source, columns=COLUMNS, ragged=RAGGED, content=content, command=command,
         attrs={S.ATTR_SEED: seed, S.ATTR_RECIPE: rec.text,
-               S.ATTR_PARAMS: {k: v for k, v in content.items() if k not in ("recipe_text", "sources")}},
+               S.ATTR_PARAMS: {k: v for k, v in content.items() if k not in ("recipe_text", "sources")},
+               S.ATTR_PIXEL_VERSIONS: pixel_versions(names), S.ATTR_STORED_TYPES: list(stored)},
         finish=finish, encoding=compression, overwrite=overwrite,
         workers=workers, progress=progress, on_error=on_error)

@@ -1,0 +1,84 @@
+"""`rankgen materialize` as a library call: a compact distort corpus (`--pixels references|costly|...`)
+-> the corpus `rankgen distort` writes without the option, identical in every dataset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..corpus import Corpus, open_corpus
+from ..corpus import schema as S
+from .base import JobResult, Summary, write_corpus
+from .distort import COLUMNS, RAGGED
+
+# Attributes that describe how the compact file was written rather than the content.
+REWRITTEN = {S.ATTR_FORMAT, S.ATTR_VERSION, S.ATTR_KIND, S.ATTR_RANKGEN_VERSION, S.ATTR_FINGERPRINT,
+             S.ATTR_COMMITTED, S.ATTR_COMPLETE, S.ATTR_N_ITEMS, S.ATTR_CHECKSUMS, S.ATTR_COMMAND, S.ATTR_PARAMS,
+             S.ATTR_JOBS_DONE, S.ATTR_SKIPPED, S.ATTR_STORED_TYPES}
+
+
+@dataclass(frozen=True)
+class MaterializeJob:
+    path: str
+    start: int
+    stop: int  # the items of one source, as the distort job of that source wrote them
+
+
+def materialize_items(job: MaterializeJob) -> JobResult:
+    corpus = open_corpus(job.path)
+    rows = []
+    for i in range(job.start, job.stop):
+        row = {name: corpus.column(name)[i] for name in COLUMNS}
+        # Stored items keep their bytes; the others are regenerated and checked against their CRC.
+        row["image"] = corpus.ragged_encoded("image", i) if corpus.is_stored("image", i) else corpus.image(i)
+        rows.append(row)
+    return JobResult(rows=rows)
+
+
+def materialize(compact: str | Path, output: str | Path, *, workers: int | None = None, overwrite: bool = False,
+                progress: bool = True) -> Summary:
+    """Write every item's pixels of a compact distort corpus; `rankgen materialize`.
+
+    >>> rankgen.materialize("waterloo-compact.h5", "waterloo.h5")
+    """
+    corpus = Corpus(compact, kind="distort")
+    ref = corpus.column("ref")
+    starts = np.flatnonzero(np.r_[True, ref[1:] != ref[:-1]])
+    stops = np.r_[starts[1:], len(ref)]
+    path = str(Path(compact).resolve())
+    jobs = [MaterializeJob(path, int(a), int(b)) for a, b in zip(starts, stops)]
+    attrs = {k: v for k, v in corpus.attrs.items() if k not in REWRITTEN}
+    params = {k: v for k, v in (corpus.attrs.get(S.ATTR_PARAMS) or {}).items() if k != "pixels"}
+    command = " ".join(w for w in _without_pixels(corpus.attrs.get(S.ATTR_COMMAND) or ""))
+    tables = {name: corpus.table(name) for name in corpus.tables()}
+    names = [str(n) for n in corpus.table("distortions")]
+    encoding = corpus.copy_encoding()
+    corpus.close()  # no handle of this process may cross the fork into the workers
+    try:
+        return write_corpus(
+            output, "distort", jobs, materialize_items, columns=COLUMNS, ragged=RAGGED, command=command,
+            content={"materialize": corpus.attrs.get(S.ATTR_FINGERPRINT)},
+            attrs={**attrs, S.ATTR_PARAMS: params, S.ATTR_STORED_TYPES: names},
+            finish=lambda writer, summary: (tables, {}), encoding=encoding, overwrite=overwrite,
+            workers=workers, progress=progress, on_error="stop", what="item")
+    finally:
+        open_corpus.cache_clear()
+
+
+def _without_pixels(command: str):
+    """The stored command line minus its --pixels option: the command that writes the full corpus."""
+    import shlex
+
+    words = shlex.split(command)
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word == "--pixels":
+            skip = True
+            continue
+        yield shlex.quote(word)
+
