@@ -86,6 +86,28 @@ def jpeg_bad_exif() -> bytes:
     return encoded(pixels(), "JPEG", exif=b"Exif\0\0II*\0\x08\0\0\0" + ifd)
 
 
+def jpeg_garbled() -> bytes:
+    """8 bytes inverted in the middle of the entropy-coded data: libjpeg only warns, Pillow decodes garbage."""
+    data = encoded(pixels(), "JPEG")
+    sos = data.index(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+    out = bytearray(data)
+    mid = (start + len(data) - 2) // 2
+    out[mid : mid + 8] = bytes(b ^ 0xFF for b in out[mid : mid + 8])
+    return bytes(out)
+
+
+def png_bad_idat_crc() -> bytes:
+    data = bytearray(encoded(pixels(), "PNG"))
+    idat = data.index(b"IDAT")
+    data[idat + 4 + int.from_bytes(data[idat - 4 : idat], "big")] ^= 0x01  # the IDAT chunk's CRC
+    return bytes(data)
+
+
+def float_tiff(lo: float, hi: float) -> bytes:
+    return encoded(Image.fromarray(np.tile(np.linspace(lo, hi, 48, dtype=np.float32), (40, 1))), "TIFF")
+
+
 def gray16_tiff() -> bytes:
     return encoded(Image.fromarray((np.random.default_rng(2).random((40, 48)) * 65535).astype(np.uint16)), "TIFF")
 
@@ -132,6 +154,16 @@ def unreadable(tmp: Path) -> list:
         pytest.skip("running as root, where chmod 000 does not stop reads")
     root = photos(tmp, "locked.png", encoded(pixels(), "PNG"))
     (root / "locked.png").chmod(0)
+    return distort(root)
+
+
+def unreadable_folder(tmp: Path) -> list:
+    if os.geteuid() == 0:
+        pytest.skip("running as root, where chmod 000 does not stop listing a folder")
+    root = photos(tmp)
+    (root / "locked").mkdir()
+    (root / "locked" / "inside.png").write_bytes(encoded(pixels(), "PNG"))
+    (root / "locked").chmod(0)
     return distort(root)
 
 
@@ -250,7 +282,7 @@ CASES = [
     Case("png-16-bit", "16-bit-per-channel RGB PNG", image_case("deep.png", png16_rgb),
          "deep.png: 16 bits per channel reduced to 8", ACCEPT),
     Case("tiff-16-bit-gray", "16-bit grayscale TIFF", image_case("gray16.tif", gray16_tiff),
-         "gray16.tif: I;16 (16-bit or float) grayscale scaled to 8-bit", ACCEPT),
+         "gray16.tif: I;16 (16-bit or 32-bit integer) grayscale scaled to 8-bit", ACCEPT),
     Case("cmyk-jpeg", "CMYK JPEG", image_case("print.jpg", lambda: encoded(Image.fromarray(pixels()).convert("CMYK"), "JPEG")),
          "print.jpg: CMYK converted to RGB", ACCEPT),
     Case("palette-transparency", "palette PNG with a transparent colour", image_case("pal.png", palette_with_transparency),
@@ -265,10 +297,20 @@ CASES = [
          "notes.jpg: not an image Pillow can read (wrong extension or corrupt); remove or convert it", SKIP),
     Case("png-bad-crc", "PNG whose header chunk fails its CRC", image_case("crc.png", png_bad_crc),
          "crc.png: not an image Pillow can read", SKIP),
+    Case("png-bad-idat-crc", "PNG whose pixel-data (IDAT) chunk fails its CRC", image_case("idat.png", png_bad_idat_crc),
+         "idat.png: damaged PNG (its IDAT chunk at byte 33 fails its CRC)", SKIP),
+    Case("jpeg-garbled", "JPEG with 8 garbled bytes in its entropy-coded data (libjpeg only warns)",
+         image_case("garbled.jpg", jpeg_garbled), "garbled.jpg: damaged JPEG data (Corrupt JPEG data", SKIP),
+    Case("tiff-float-unit", "float TIFF with values in [0, 1]", image_case("unit.tif", lambda: float_tiff(0, 1)),
+         "unit.tif: float grayscale in [0, 1] scaled to 8-bit", ACCEPT),
+    Case("tiff-float-range", "float TIFF with values in [-1, 3]", image_case("hdr.tif", lambda: float_tiff(-1, 3)),
+         "hdr.tif: float image with values in [-1, 3], neither [0, 1] nor [0, 255]; convert it", SKIP),
     Case("jpeg-bad-exif", "JPEG with a corrupted EXIF block", image_case("exif.jpg", jpeg_bad_exif),
          "exif.jpg: EXIF metadata is damaged", ACCEPT),
     Case("unreadable", "image without read permission", unreadable,
          "locked.png: permission denied; make it readable (chmod +r)", SKIP),
+    Case("unreadable-folder", "sub-folder without read permission", unreadable_folder,
+         "locked: folder cannot be read (Permission denied); its images are left out", SKIP),
     Case("symlink-loop", "symbolic link loop (and a folder link back to the root)", symlink_loop,
          "loop.jpg: symbolic link loop", SKIP),
     Case("broken-symlink", "symbolic link to a deleted file", broken_link,
@@ -442,7 +484,9 @@ def _command(case: Case) -> str:
 
 
 # Cases that skip themselves while building (root, odd file systems) still need a row in the doc.
-_UNBUILT = {"unreadable": ["distort", "--dataset", "folder", "--root", "photos", "--distortions", "gaussian_blur",
+_UNBUILT = {"unreadable-folder": ["distort", "--dataset", "folder", "--root", "photos", "--distortions",
+                                  "gaussian_blur", "--levels", "2"],
+            "unreadable": ["distort", "--dataset", "folder", "--root", "photos", "--distortions", "gaussian_blur",
                            "--levels", "2"],
             "non-utf8-name": ["distort", "--dataset", "folder", "--root", "photos", "--distortions", "gaussian_blur",
                               "--levels", "2"]}
