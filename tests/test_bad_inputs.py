@@ -392,6 +392,172 @@ CASES = [
 ]
 
 
+# -- damaged or foreign corpora, read by every command that reads one -------------------------------
+READERS = ("info", "verify", "preview")  # stop with exit 2 and "<file> is damaged: ...; run `rankgen check`"
+
+
+def corpus_for_damage(tmp: Path) -> Path:
+    """A sound distort corpus (3 references, 2 distortions, 3 levels) and a virtual merge of its 2 shards."""
+    root = photos(tmp)
+    for i in (1, 2):
+        (root / f"more{i}.png").write_bytes(encoded(pixels(64, 80, seed=20 + i), "PNG"))
+    base = [*distort(root)[:-2], "--distortions", "gaussian_blur,jpeg", "--levels", 3, "--workers", 1, "--quiet"]
+    for out, extra in (("good.h5", []), ("part0.h5", ["--shard", "0/2"]), ("part1.h5", ["--shard", "1/2"])):
+        result = CliRunner().invoke(main, [str(a) for a in [*base, *extra, "-o", tmp / out]], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(main, ["merge", str(tmp / "part0.h5"), str(tmp / "part1.h5"), "-o", str(tmp / "virtual.h5"),
+                                       "--virtual"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return tmp / "good.h5"
+
+
+def edited(change: Callable) -> Callable[[Path], Path]:
+    def build(good: Path) -> Path:
+        import h5py
+
+        out = good.with_name("damaged.h5")
+        out.write_bytes(good.read_bytes())
+        with h5py.File(out, "r+") as f:
+            change(f)
+        return out
+    return build
+
+
+def cut_tail(good: Path) -> Path:
+    data = good.read_bytes()
+    out = good.with_name("damaged.h5")
+    out.write_bytes(data[: len(data) * 7 // 10])
+    return out
+
+
+def only_format_attributes(good: Path) -> Path:
+    import h5py
+
+    out = good.with_name("damaged.h5")
+    with h5py.File(out, "w") as f:
+        f.attrs.update({"format": "rankgen", "schema_version": 1, "complete": True})
+    return out
+
+
+def groups_out_of_range(f) -> None:
+    groups = f["tables/groups"][...]
+    groups[0, 1] = 10**6
+    f["tables/groups"][...] = groups
+
+
+def undecodable_lzf(good: Path) -> Path:
+    """0xFF over 256 bytes of the first lzf chunk of the pixels: a back-reference before the start."""
+    import h5py
+
+    with h5py.File(good, "r") as f:
+        chunk = f["ragged/image/data"].id.get_chunk_info(0)
+    data = bytearray(good.read_bytes())
+    data[chunk.byte_offset + 16 : chunk.byte_offset + 272] = b"\xff" * 256
+    out = good.with_name("damaged.h5")
+    out.write_bytes(data)
+    return out
+
+
+def flip_crc(f) -> None:
+    f["ragged/image/crc32"][1] ^= 1  # the pixels are intact; what they are checked against is not
+
+
+def shard_deleted(good: Path) -> Path:
+    (good.parent / "part1.h5").unlink()
+    return good.parent / "virtual.h5"
+
+
+@dataclass(frozen=True)
+class CorpusCase:
+    id: str
+    input: str
+    damage: Callable[[Path], Path]      # the sound corpus -> the damaged file
+    says: str                           # what info, verify and preview say (after "<file> ")
+    check_says: str                     # what `rankgen check` lists among the problems (exit status 1)
+    readers: tuple[str, ...] = READERS  # commands that stop: the others do not read what is damaged
+
+
+CORPUS_CASES = [
+    CorpusCase("corpus-tail-cut", "corpus cut at 70% of its size", cut_tail,
+               "is damaged: HDF5 cannot open it (Unable to synchronously open file (truncated file",
+               "cannot be opened as HDF5"),
+    CorpusCase("corpus-only-attributes", "HDF5 file with only the format attributes", only_format_attributes,
+               "is damaged: no kind attribute", "missing group /items"),
+    CorpusCase("corpus-groups-out-of-range", "groups table naming item 1000000 of 15", edited(groups_out_of_range),
+               "is damaged: tables/groups holds item indices outside -1..14", "tables/groups has 1 indices outside"),
+    CorpusCase("corpus-bogus-kind", "corpus whose kind is 'bogus'", edited(lambda f: f.attrs.__setitem__("kind", "bogus")),
+               "is damaged: kind 'bogus' is none of distort, crops, density, annotate", "kind 'bogus' is none of"),
+    CorpusCase("corpus-n-items-too-large", "n_items 115 over 15 items of data",
+               edited(lambda f: f.attrs.__setitem__("n_items", 115)), "is damaged: items/attempts has 15 rows for 115 items",
+               "items/attempts has 15 values for 115 items"),
+    CorpusCase("corpus-lzf-undecodable", "pixel chunk whose lzf stream no longer decodes", undecodable_lzf,
+               "is damaged: item 0 of ragged/image cannot be read (Can't synchronously read data",
+               "ragged/image: 15 items cannot be decoded (damaged compressed data)", readers=("verify", "preview")),
+    CorpusCase("corpus-crc-mismatch", "item whose stored CRC does not match its pixels", edited(flip_crc),
+               "is damaged: item 1 of ragged/image fails its CRC", "ragged/image: 1 items fail their CRC, first at item 1",
+               readers=("verify", "preview")),
+    CorpusCase("corpus-virtual-shard-deleted", "virtual merge whose shard part1.h5 was deleted", shard_deleted,
+               "is damaged: items/attempts reads from the shard part1.h5, which does not exist",
+               "reads from part1.h5, which does not exist: a deleted shard"),
+]
+
+
+@pytest.fixture(scope="module")
+def sound_corpus(tmp_path_factory) -> Path:
+    return corpus_for_damage(tmp_path_factory.mktemp("sound"))
+
+
+def _damaged_copy(sound: Path, tmp: Path, case: CorpusCase) -> Path:
+    import shutil
+
+    for name in ("good.h5", "part0.h5", "part1.h5", "virtual.h5"):
+        shutil.copy(sound.parent / name, tmp / name)
+    return case.damage(tmp / "good.h5")
+
+
+@pytest.mark.parametrize("command", [*READERS, "check"])
+@pytest.mark.parametrize("case", CORPUS_CASES, ids=[c.id for c in CORPUS_CASES])
+def test_damaged_corpus(tmp_path, sound_corpus, case, command):
+    path = _damaged_copy(sound_corpus, tmp_path, case)
+    extra = {"preview": ["-o", str(tmp_path / "sheet.png")], "verify": ["--workers", "2"]}.get(command, [])
+    result = CliRunner().invoke(main, [command, str(path), *extra], catch_exceptions=False)
+    said = result.output
+    assert "Traceback" not in said
+    if command == "check":
+        assert result.exit_code == 1 and case.check_says in said, said
+    elif command in case.readers:
+        assert result.exit_code == 2, said
+        assert said.startswith(f"Error: {path} {case.says}") and said.count("\n") == 1, said
+        assert f"run `rankgen check {path}`" in said
+    else:
+        assert result.exit_code == 0, said  # reads no pixels, so it cannot tell
+
+
+@pytest.mark.parametrize("case", CORPUS_CASES, ids=[c.id for c in CORPUS_CASES])
+def test_the_training_reader_refuses_a_damaged_corpus(tmp_path, sound_corpus, case):
+    """What train run/eval see: the reader refuses the file on open, or the first read of a damaged item."""
+    from rankgen.errors import RankgenError
+
+    path = _damaged_copy(sound_corpus, tmp_path, case)
+    with pytest.raises(RankgenError, match=r"is damaged: .*; run `rankgen check"):
+        corpus = Corpus(path, kind="distort")
+        for i in range(len(corpus)):
+            corpus.image(i)
+
+
+def test_preview_of_a_corpus_without_items(tmp_path):
+    from rankgen.corpus import CorpusWriter
+
+    writer = CorpusWriter(tmp_path / "empty.h5", "distort", columns={"ref": "int64"}, ragged={"image": ("uint8", 3)},
+                          attrs={}, fingerprint="empty")
+    writer.finish(tables={"groups": np.zeros((0, 3), np.int64)})
+    result = CliRunner().invoke(main, ["preview", str(tmp_path / "empty.h5"), "-o", str(tmp_path / "sheet.png")],
+                                catch_exceptions=False)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.output.startswith(f"Error: {tmp_path}/empty.h5 has no items, so there is nothing to preview")
+    assert not (tmp_path / "sheet.png").exists()
+
+
 def _fragments(case: Case) -> tuple[str, ...]:
     return (case.expect,) if isinstance(case.expect, str) else case.expect
 
@@ -459,6 +625,23 @@ def render() -> str:
         command = f"`rankgen {_command(case)}`"
         message = " … ".join(f"`{f.replace('{tmp}/', '')}`" for f in _fragments(case)).replace("|", "\\|")
         lines.append(f"| {case.input} | {command} | {message} | {what[case.outcome]} |")
+    lines += [
+        "",
+        "## Damaged or foreign corpora",
+        "",
+        "Every row is a case of `test_damaged_corpus`: the damaged file is given to `rankgen info`, `verify`,",
+        "`preview` and `check`, and to the reader that `train run` and `train eval` use. A command that reads",
+        "the damaged part stops with exit status 2 and one line, `<file> <message>; run \\`rankgen check <file>\\``;",
+        "`rankgen check` lists the problem and exits with status 1. The reader checks the layout when it opens a",
+        "file (kinds, lengths, group indices, virtual sources: no pixels read) and each item's CRC when it reads it.",
+        "`rankgen preview` of a corpus without items says so (`<file> has no items, so there is nothing to preview`).",
+        "",
+        "| input | stops | what they say (after the file name) | what `rankgen check` lists |",
+        "|---|---|---|---|",
+    ]
+    for case in CORPUS_CASES:
+        stops = ", ".join(f"`{c}`" for c in [*case.readers, "Corpus"])
+        lines.append(f"| {case.input} | {stops} | `{case.says}` | `{case.check_says}` |")
     return "\n".join(lines) + "\n"
 
 

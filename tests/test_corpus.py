@@ -145,7 +145,7 @@ def test_reader_errors_are_clear(tmp_path):
     with pytest.raises(RankgenError, match="does not exist"):
         Corpus(tmp_path / "nope.h5")
     (tmp_path / "junk.h5").write_text("not hdf5")
-    with pytest.raises(RankgenError, match="not a readable HDF5"):
+    with pytest.raises(RankgenError, match="junk.h5 is not an HDF5 file, so not a rankgen corpus"):
         Corpus(tmp_path / "junk.h5")
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["x"] = 1
