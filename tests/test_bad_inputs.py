@@ -11,7 +11,9 @@ test_the_doc_matches_the_catalog fails when the two drift apart.
 
 from __future__ import annotations
 
+import functools
 import os
+import stat
 import struct
 import sys
 import zlib
@@ -29,7 +31,6 @@ from rankgen.cli import main
 from rankgen.corpus import Corpus
 
 SKIP, ACCEPT, STOP = "skip", "accept", "stop"
-EARLIER = b"an earlier output that a failed run must leave alone\n"
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-inputs.md"
 
 
@@ -130,6 +131,10 @@ def photos(tmp: Path, name: str | bytes | None = None, data: bytes | None = None
 
 def distort(root: Path, *extra) -> list:
     return ["distort", "--dataset", "folder", "--root", root, "--distortions", "gaussian_blur", "--levels", 2, *extra]
+
+
+def distort_only(root: Path, distortions: str) -> list:
+    return ["distort", "--dataset", "folder", "--root", root, "--distortions", distortions, "--levels", 2]
 
 
 def image_case(name: str, data: Callable[[], bytes]):
@@ -262,7 +267,7 @@ class Case:
     build: Callable[[Path], list]       # makes the input under tmp_path, returns the command's arguments
     expect: str | tuple[str, ...]       # fragments of what rankgen says; {tmp} stands for tmp_path
     outcome: str                        # SKIP or ACCEPT (the run succeeds) or STOP (exit status 2)
-    output: str = "earlier"             # earlier (with --overwrite) | exists (no --overwrite) | no-folder | directory
+    output: str = "earlier"             # a key of OUTPUTS: what is at -o before the run, and whether --overwrite is given
 
 
 CASES = [
@@ -381,10 +386,37 @@ CASES = [
     Case("output-directory", "-o naming a directory", lambda tmp: distort(photos(tmp)),
          "Invalid value for '-o' / '--output': File '{tmp}/out.h5' is a directory", STOP,
          output="directory"),
+    Case("output-not-a-corpus", "-o naming a text file, with --overwrite", lambda tmp: distort(photos(tmp)),
+         "{tmp}/out.h5 is not an HDF5 file, so not a rankgen corpus; --overwrite only replaces a corpus", STOP,
+         output="text"),
+    Case("output-other-hdf5", "-o naming another program's HDF5 file, with --overwrite", lambda tmp: distort(photos(tmp)),
+         "{tmp}/out.h5 is an HDF5 file but not a rankgen corpus (no format='rankgen')", STOP, output="other-hdf5"),
+    Case("output-fifo", "-o naming a named pipe (FIFO), with --overwrite", lambda tmp: distort(photos(tmp)),
+         "{tmp}/out.h5 is a named pipe (FIFO), not a corpus file; --overwrite only replaces a rankgen corpus", STOP,
+         output="fifo"),
+    Case("output-dev-null", "-o /dev/null --overwrite (as root, os.replace would replace the device)",
+         lambda tmp: distort(photos(tmp)), "/dev/null is a character device, not a corpus file", STOP, output="device"),
+    Case("output-sys", "-o in /sys", lambda tmp: distort(photos(tmp)), "cannot create files in /sys (", STOP,
+         output="sys"),
+    Case("output-proc", "-o in /proc", lambda tmp: distort(photos(tmp)), "cannot create files in /proc (", STOP,
+         output="proc"),
     Case("levels-1", "--levels 1", lambda tmp: distort(photos(tmp))[:-1] + [1],
          "--levels 1: need at least 2", STOP),
     Case("shard-3-of-2", "--shard 3/2", lambda tmp: distort(photos(tmp), "--shard", "3/2"),
          "--shard '3/2': need 0 <= I < N", STOP),
+    Case("seed-negative", "--seed -1", lambda tmp: distort(photos(tmp), "--seed", -1),
+         "Invalid value for '--seed': -1 is not in the range 0<=x<=9223372036854775807", STOP),
+    Case("seed-too-large", "--seed 2**70", lambda tmp: distort(photos(tmp), "--seed", 2**70),
+         f"Invalid value for '--seed': {2**70} is not in the range 0<=x<=9223372036854775807", STOP),
+    Case("limit-negative", "--limit -1", lambda tmp: distort(photos(tmp), "--limit", -1),
+         "Invalid value for '--limit': -1 is not in the range x>=1", STOP),
+    Case("limit-zero", "--limit 0", lambda tmp: distort(photos(tmp), "--limit", 0),
+         "Invalid value for '--limit': 0 is not in the range x>=1", STOP),
+    Case("distortions-empty", "--distortions ''", lambda tmp: distort_only(photos(tmp), ""),
+         "--distortions '' names no distortion; give names such as gaussian_blur,jpeg, or leave the option out", STOP),
+    Case("distortions-empty-name", "--distortions gaussian_blur,,jpeg",
+         lambda tmp: distort_only(photos(tmp), "gaussian_blur,,jpeg"),
+         "--distortions 'gaussian_blur,,jpeg' has an empty name (a stray comma?)", STOP),
     Case("crops-k-1", "crops --k 1", lambda tmp: ["crops", "--dataset", "folder", "--root", photos(tmp), "--k", 1],
          "--k must be an integer >= 2", STOP),
     Case("crops-s-1.5", "crops --s 1.5", lambda tmp: ["crops", "--dataset", "folder", "--root", photos(tmp), "--s", 1.5],
@@ -562,21 +594,64 @@ def _fragments(case: Case) -> tuple[str, ...]:
     return (case.expect,) if isinstance(case.expect, str) else case.expect
 
 
+@functools.lru_cache(maxsize=None)
+def earlier_corpus() -> bytes:
+    """An earlier output at -o: a (tiny) rankgen corpus, the only kind of file --overwrite replaces."""
+    import tempfile
+
+    from rankgen.corpus import CorpusWriter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "earlier.h5"
+        CorpusWriter(path, "distort", columns={"ref": "int64"}, ragged={}, attrs={}, fingerprint="earlier").finish()
+        return path.read_bytes()
+
+
+def _other_hdf5(out: Path) -> None:
+    import h5py
+
+    with h5py.File(out, "w") as f:
+        f["measurements"] = np.arange(10)
+
+
+# What is at -o before the run: (path under tmp, or an absolute path; how to make it; --overwrite given; how
+# it reads in docs/bad-inputs.md). A run that stops must leave it as it was.
+OUTPUTS = {
+    "earlier": ("out.h5", lambda p: p.write_bytes(earlier_corpus()), True, ""),
+    "exists": ("out.h5", lambda p: p.write_bytes(earlier_corpus()), False, "(out.h5 exists)"),
+    "no-folder": ("nowhere/out.h5", None, False, "-o nowhere/out.h5"),
+    "directory": ("out.h5", Path.mkdir, False, "-o out.h5/ (a folder)"),
+    "text": ("out.h5", lambda p: p.write_text("notes that are not a corpus\n"), True, "-o out.h5 --overwrite (a text file)"),
+    "other-hdf5": ("out.h5", _other_hdf5, True, "-o out.h5 --overwrite (another program's HDF5)"),
+    "fifo": ("out.h5", os.mkfifo, True, "-o out.h5 --overwrite (a named pipe)"),
+    # Safe only because the writer refuses a device before touching it; the test checks it still is one.
+    "device": ("/dev/null", None, True, "-o /dev/null --overwrite"),
+    "sys": ("/sys/x.h5", None, False, "-o /sys/x.h5"),
+    "proc": ("/proc/x.h5", None, False, "-o /proc/x.h5"),
+}
+
+
 def _output(tmp: Path, case: Case) -> tuple[Path, list]:
-    if case.output == "no-folder":
-        return tmp / "nowhere" / "out.h5", []
-    if case.output == "directory":
-        (tmp / "out.h5").mkdir()
-        return tmp / "out.h5", []
-    out = tmp / "out.h5"
-    out.write_bytes(EARLIER)
-    return out, ([] if case.output == "exists" else ["--overwrite"])
+    where, make, overwrite, _ = OUTPUTS[case.output]
+    out = tmp / where
+    if make is not None:
+        make(out)
+    return out, (["--overwrite"] if overwrite else [])
+
+
+def _state(out: Path):
+    """What must not change when a run stops: the bytes of a file, the kind of anything else."""
+    if not out.exists():
+        return None
+    mode = out.stat().st_mode
+    return out.read_bytes() if stat.S_ISREG(mode) else stat.S_IFMT(mode)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(tmp_path, case):
     args = case.build(tmp_path)
     out, flags = _output(tmp_path, case)
+    before = _state(out)
     argv = [str(a) for a in [*args, "-o", out, *flags, "--workers", 1, "--quiet"]]
     # catch_exceptions=False: an exception that escapes the CLI fails here with its traceback.
     result = CliRunner().invoke(main, argv, catch_exceptions=False)
@@ -589,8 +664,7 @@ def test_bad_input(tmp_path, case):
     if case.outcome == STOP:
         assert result.exit_code == 2, said
         assert sum(line.startswith("Error") for line in lines) == 1, f"one clear line:\n{said}"
-        if out.is_file():
-            assert out.read_bytes() == EARLIER, "a failed run must leave the earlier output byte-identical"
+        assert _state(out) == before, "a failed run must leave what was at -o as it was (bytes, or kind of file)"
         return
     assert result.exit_code == 0, said
     if case.outcome == SKIP:
@@ -654,16 +728,10 @@ def _command(case: Case) -> str:
             args = case.build(Path(tmp))
         except pytest.skip.Exception:
             args = _UNBUILT.get(case.id, [])
-        words = []
-        for a in args:
-            words.append(Path(a).name if isinstance(a, Path) else str(a))
-        if case.output == "exists":
-            words.append("(out.h5 exists)")
-        elif case.output == "no-folder":
-            words.append("-o nowhere/out.h5")
-        elif case.output == "directory":
-            words.append("-o out.h5/ (a folder)")
-        return " ".join(words)
+        import shlex
+
+        words = [shlex.quote(Path(a).name if isinstance(a, Path) else str(a)) for a in args]
+        return " ".join(words + [OUTPUTS[case.output][3]]).strip()
 
 
 # Cases that skip themselves while building (root, odd file systems) still need a row in the doc.

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import click
 
+from ..errors import RankgenError
 from . import main
 from .common import command_line, echo_summary, generation_options, guarded, resolve_workers
+
+
+def distortion_names(value: str | None) -> tuple[str, ...] | None:
+    """--distortions as names; None (all of the recipe) only when the option is not given, so that an
+    empty value or an empty name (a stray comma) is an error rather than silently "all"."""
+    if value is None:
+        return None
+    names = tuple(d.strip() for d in value.split(","))
+    if not any(names):
+        raise RankgenError(f"--distortions {value!r} names no distortion; give names such as gaussian_blur,jpeg, "
+                           "or leave the option out for all of the recipe")
+    if not all(names):
+        raise RankgenError(f"--distortions {value!r} has an empty name (a stray comma?); give names such as "
+                           "gaussian_blur,jpeg")
+    return names
 
 
 @main.command()
@@ -43,7 +59,7 @@ def distort(dataset, root, recipe, distortions, levels, crop, crops_per_image, l
     from ..generate import generate
     from ..pipeline import parse_shard
 
-    names = tuple(d.strip() for d in distortions.split(",") if d.strip()) if distortions else None
+    names = distortion_names(distortions)
     summary = generate(output, dataset=dataset, root=root, recipe=recipe, distortions=names, levels=levels, seed=seed,
                        workers=resolve_workers(workers), crop=crop, crops_per_image=crops_per_image, limit=limit,
                        overwrite=overwrite, on_error=on_error, progress=not quiet, command=command_line(),
