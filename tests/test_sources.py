@@ -133,3 +133,86 @@ def test_waterloo_layout(tmp_path, photo):
 def test_unknown_source_suggests():
     with pytest.raises(RankgenError, match="Did you mean waterloo"):
         SOURCES.get("waterlo")
+
+
+def garble_jpeg_scan(data: bytes, n: int = 8) -> bytes:
+    """The JPEG with n bytes in the middle of its entropy-coded data (after the SOS header) inverted."""
+    sos = data.index(b"\xff\xda")
+    start = sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+    out = bytearray(data)
+    mid = (start + len(data) - 2) // 2
+    for k in range(n):
+        out[mid + k] ^= 0xFF
+    return bytes(out)
+
+
+def test_garbled_jpeg_passes_pillow_but_is_rejected(tmp_path, photo):
+    path = tmp_path / "garbled.jpg"
+    Image.fromarray(photo).save(path, quality=90)
+    path.write_bytes(garble_jpeg_scan(path.read_bytes()))
+    with Image.open(path) as img:
+        img.load()  # Pillow swallows libjpeg's warning: the case is one that slipped through
+    with pytest.raises(BadImage, match=r"garbled.jpg: damaged JPEG data \(Corrupt JPEG data"):
+        load_rgb(path)
+
+
+@pytest.mark.parametrize("options", [{}, {"progressive": True}, {"subsampling": 0}, {"mode": "L"}, {"mode": "CMYK"}])
+def test_sound_jpegs_pass_the_strict_check_without_a_note(tmp_path, photo, options):
+    options = dict(options)
+    path = tmp_path / "ok.jpg"
+    Image.fromarray(photo).convert(options.pop("mode", "RGB")).save(path, quality=90, **options)
+    out, notes = load_rgb(path)
+    assert out.shape == photo.shape
+    assert not any("libjpeg" in n for n in notes)
+
+
+def test_png_with_a_failing_pixel_data_crc_is_rejected(tmp_path, photo):
+    path = tmp_path / "idat.png"
+    Image.fromarray(photo).save(path)
+    data = bytearray(path.read_bytes())
+    idat = data.index(b"IDAT")
+    data[idat + 4 + int.from_bytes(data[idat - 4 : idat], "big")] ^= 0x01  # first byte of the IDAT's CRC
+    path.write_bytes(data)
+    with Image.open(path) as img:
+        img.load()  # Pillow does not check it
+    with pytest.raises(BadImage, match=r"idat.png: damaged PNG \(its IDAT chunk at byte \d+ fails its CRC\)"):
+        load_rgb(path)
+
+
+@pytest.mark.parametrize("top", [1.0, 255.0])
+def test_float_tiff_is_scaled_from_its_range(tmp_path, top):
+    ramp = np.tile(np.linspace(0, top, 64, dtype=np.float32), (40, 1))
+    path = tmp_path / "float.tif"
+    Image.fromarray(ramp).save(path)
+    out, notes = load_rgb(path)
+    assert out[..., 0].min() == 0 and out[..., 0].max() == 255
+    assert np.abs(out[..., 0].astype(float) - ramp * (255 / top)).max() <= 0.5
+    assert any(f"float grayscale in [0, {top:g}]" in n for n in notes)
+
+
+@pytest.mark.parametrize("values, match", [((-1.0, 3.0), r"values in \[-1, 3\], neither"), ((0.0, np.nan), "NaN")])
+def test_float_tiff_without_a_known_scale_is_refused(tmp_path, values, match):
+    path = tmp_path / "float.tif"
+    Image.fromarray(np.tile(np.array(values, dtype=np.float32), (40, 20))).save(path)
+    with pytest.raises(BadImage, match=f"float.tif: float image with {match}"):
+        load_rgb(path)
+
+
+def test_unreadable_subfolder_is_listed_and_skipped_with_a_reason(tmp_path, photo, monkeypatch):
+    import os
+
+    for name in ["a.png", "locked/b.png", "z.png"]:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(photo).save(tmp_path / name)
+    real = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) == str(tmp_path / "locked"):  # what chmod 000 does to anyone but root
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    items = SOURCES.get("folder")(tmp_path)
+    assert [i.id for i in items] == ["a.png", "locked/", "z.png"]
+    with pytest.raises(BadImage, match=r"locked: folder cannot be read \(Permission denied\); its images are left out"):
+        read_image(items[1])

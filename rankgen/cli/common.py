@@ -13,7 +13,8 @@ from ..pipeline import EXECUTOR, Executor, Summary
 
 
 def seed_option(f):
-    return click.option("--seed", default=0, show_default=True, type=int,
+    # SeedSequence takes no negative seed and the `seed` attribute is an int64.
+    return click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1),
                         help="Master seed. Every item's generator derives from (seed, item key), so the same seed "
                              "gives the same bytes for any --workers and after any interruption.")(f)
 
@@ -126,7 +127,8 @@ def generation_options(default_output: str, *, compression: bool = False):
     overwrite, on-error[, compression], shard, executor, quiet."""
 
     def deco(f):
-        stack = [click.option("--limit", type=int, help="Use only the first N source images (quick trials)."),
+        stack = [click.option("--limit", type=click.IntRange(min=1),
+                              help="Use only the first N source images (quick trials)."),
                  seed_option, workers_option, output_option(default_output), overwrite_option, on_error_option,
                  *([compression_option] if compression else []), shard_option, executor_options, progress_option]
         for option in reversed(stack):

@@ -18,6 +18,61 @@ from .codec import Encoded, crc32, decode
 # levels are usually read together, and each needs its reference.
 REFERENCES_KEPT = 8
 
+RAGGED_PARTS = {1: (S.DATA, S.OFFSET, S.SHAPE, S.CRC), 2: (S.DATA, S.OFFSET, S.SIZE, S.SHAPE, S.CRC, S.STORED)}
+
+
+def damaged(path, what: str) -> RankgenError:
+    """The one message for a corpus that is not what its attributes say."""
+    return RankgenError(f"{path} is damaged: {what}; run `rankgen check {path}`")
+
+
+def structure_problem(f: h5py.File, path: Path) -> str | None:
+    """What is inconsistent in a finished file's layout, in checks that read no pixels (a few small
+    datasets and the groups table), or None. Catches what would otherwise surface as an IndexError or
+    a KeyError deep inside a reader, or as the zeros HDF5 fills in for a missing virtual source."""
+    if S.ATTR_KIND not in f.attrs:
+        return f"no {S.ATTR_KIND} attribute"
+    if f.attrs.get(S.ATTR_KIND) not in S.KINDS:
+        return f"kind {f.attrs.get(S.ATTR_KIND)!r} is none of {', '.join(S.KINDS)}"
+    missing = [g for g in (S.ITEMS, S.RAGGED, S.TABLES) if g not in f]
+    if missing or S.ATTR_N_ITEMS not in f.attrs:
+        return "no " + ", ".join([f"/{g}" for g in missing] + ([S.ATTR_N_ITEMS] if S.ATTR_N_ITEMS not in f.attrs else []))
+    n = int(f.attrs[S.ATTR_N_ITEMS])
+    version = int(f.attrs[S.ATTR_VERSION])
+    parts = RAGGED_PARTS[version]
+    datasets = {f"{S.ITEMS}/{k}": ds for k, ds in f[S.ITEMS].items()}
+    for name, g in f[S.RAGGED].items():
+        lacking = [part for part in parts if part not in g]
+        if lacking:
+            return f"ragged/{name} has no {', '.join(lacking)}"
+        datasets.update({f"{S.RAGGED}/{name}/{part}": g[part] for part in parts})
+    for key, ds in datasets.items():
+        if ds.is_virtual:
+            for source in {m.file_name for m in ds.virtual_sources()}:
+                if not (path.parent / source).exists():
+                    return f"{key} reads from the shard {source}, which does not exist (next to {path.name})"
+        if not key.endswith(S.DATA) and ds.shape[0] != n:
+            return f"{key} has {ds.shape[0]} rows for {n} items"
+    for name, g in f[S.RAGGED].items():
+        # Schema 1 offsets count values (item i has prod(shape) of them); schema 2 counts bytes.
+        size = int(np.prod(g[S.SHAPE][n - 1])) if version == 1 else int(g[S.SIZE][n - 1]) if n else 0
+        end = int(g[S.OFFSET][n - 1]) + size if n else 0
+        if end != g[S.DATA].shape[0]:
+            return f"ragged/{name}/data has {g[S.DATA].shape[0]} values where offsets and sizes need {end}"
+    if S.GROUPS in f[S.TABLES]:
+        groups = f[S.TABLES][S.GROUPS][...]
+        if groups.ndim != 2 or groups.size and (groups.min() < -1 or groups.max() >= n):
+            return f"tables/groups holds item indices outside -1..{n - 1}"
+    return None
+
+
+def verified(path, name: str, index: int, item: np.ndarray, stored: int) -> np.ndarray:
+    """The item, if its bytes still have the CRC written with them (far cheaper than using the item)."""
+    actual = crc32(item)
+    if actual != stored:
+        raise damaged(path, f"item {index} of ragged/{name} fails its CRC (stored {stored:08x}, read {actual:08x})")
+    return item
+
 
 class Corpus:
     """Read a finished rankgen corpus. Safe to pickle into DataLoader workers."""
@@ -39,7 +94,9 @@ class Corpus:
         try:
             f = self.file
         except OSError as exc:
-            raise RankgenError(f"{self.path} is not a readable HDF5 file ({exc}); regenerate it") from None
+            if h5py.is_hdf5(self.path):
+                raise damaged(self.path, f"HDF5 cannot open it ({exc})") from None
+            raise RankgenError(f"{self.path} is not an HDF5 file, so not a rankgen corpus ({exc})") from None
         attrs = f.attrs
         if attrs.get(S.ATTR_FORMAT) != S.FORMAT:
             raise RankgenError(f"{self.path} is not a rankgen corpus (no format={S.FORMAT!r} attribute)")
@@ -51,10 +108,16 @@ class Corpus:
             )
         if not bool(attrs.get(S.ATTR_COMPLETE, False)):
             raise RankgenError(f"{self.path} is marked incomplete; regenerate it")
-        wanted = (kind,) if isinstance(kind, str) else kind
-        actual = self.kind
+        try:
+            problem = structure_problem(f, self.path)
+        except (OSError, KeyError, ValueError, IndexError) as exc:
+            problem = f"its layout cannot be read ({exc})"
+        actual = self.kind if problem is None else None
         # Validation must not leave a handle in the parent that forked DataLoader workers would inherit.
         self.close()
+        if problem:
+            raise damaged(self.path, problem)
+        wanted = (kind,) if isinstance(kind, str) else kind
         if wanted and actual not in wanted:
             raise RankgenError(f"{self.path} is a {actual!r} corpus; this needs {' or '.join(map(repr, wanted))}")
 
@@ -112,7 +175,7 @@ class Corpus:
             if name not in self.file[S.ITEMS]:
                 raise RankgenError(f"{self.path} has no column {name!r}; it has {', '.join(self.columns())}")
             ds = self.file[S.ITEMS][name]
-            data = ds.asstr()[...] if h5py.check_string_dtype(ds.dtype) else ds[...]
+            data = self._read(f"items/{name}", lambda: ds.asstr()[...] if h5py.check_string_dtype(ds.dtype) else ds[...])
             self._cache[name] = np.asarray(data)
         return self._cache[name]
 
@@ -120,15 +183,23 @@ class Corpus:
         return sorted(self.file[S.RAGGED])
 
     def ragged(self, name: str, index: int) -> np.ndarray:
+        """Item `index` of ragged array `name`, checked against the CRC written with it."""
         g, index = self._item(name, index)
-        shape = tuple(int(s) for s in g[S.SHAPE][index])
-        start = int(g[S.OFFSET][index])
+        where = f"item {index} of ragged/{name}"
+        shape = tuple(int(s) for s in self._read(where, lambda: g[S.SHAPE][index]))
+        start = int(self._read(where, lambda: g[S.OFFSET][index]))
         if self.version == 1:  # raw typed values under an HDF5 filter; offsets count values
-            return g[S.DATA][start : start + int(np.prod(shape))].reshape(shape)
-        if not self._part(name, S.STORED)[index]:
+            item = self._read(where, lambda: g[S.DATA][start : start + int(np.prod(shape))].reshape(shape))
+        elif not self._part(name, S.STORED)[index]:
             return self._regenerate(name, index)
-        encoding, dtype = self.ragged_encoding(name)
-        return decode(g[S.DATA][start : start + int(g[S.SIZE][index])], shape, dtype, encoding)
+        else:
+            encoding, dtype = self.ragged_encoding(name)
+            buf = self._read(where, lambda: g[S.DATA][start : start + int(g[S.SIZE][index])])
+            try:
+                item = decode(buf, shape, dtype, encoding)
+            except ValueError as exc:
+                raise damaged(self.path, f"{where} does not decode ({exc})") from None
+        return verified(self.path, name, index, item, int(self._part(name, S.CRC)[index]))
 
     # -- compact corpora -----------------------------------------------------------------
     def is_stored(self, name: str, index: int) -> bool:
@@ -141,7 +212,7 @@ class Corpus:
     def _part(self, name: str, part: str) -> np.ndarray:
         key = f"ragged:{name}:{part}"
         if key not in self._cache:
-            self._cache[key] = self.file[S.RAGGED][name][part][...]
+            self._cache[key] = self._read(f"ragged/{name}/{part}", lambda: self.file[S.RAGGED][name][part][...])
         return self._cache[key]
 
     def _regenerate(self, name: str, index: int) -> np.ndarray:
@@ -238,6 +309,13 @@ class Corpus:
             raise IndexError(f"item {index} out of range for {self.path} ({len(self)} items)")
         return self.file[S.RAGGED][name], index
 
+    def _read(self, what: str, read):
+        """read(), with HDF5's failure on a damaged chunk (an lzf stream that does not decode) said as such."""
+        try:
+            return read()
+        except OSError as exc:
+            raise damaged(self.path, f"{what} cannot be read ({exc})") from None
+
     def ragged_shape(self, name: str, index: int) -> tuple[int, ...]:
         return tuple(int(s) for s in self.file[S.RAGGED][name][S.SHAPE][int(index)])
 
@@ -253,7 +331,7 @@ class Corpus:
             if name not in self.file[S.TABLES]:
                 raise RankgenError(f"{self.path} has no table {name!r}; it has {', '.join(self.tables())}")
             ds = self.file[S.TABLES][name]
-            data = ds.asstr()[...] if h5py.check_string_dtype(ds.dtype) else ds[...]
+            data = self._read(f"tables/{name}", lambda: ds.asstr()[...] if h5py.check_string_dtype(ds.dtype) else ds[...])
             self._cache[key] = np.asarray(data)
         return self._cache[key]
 

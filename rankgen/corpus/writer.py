@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -81,6 +82,34 @@ def _disk_error(exc: OSError, path: Path, n_done: int) -> RankgenError:
     return RankgenError(f"cannot write {path}: {exc.strerror or exc}. Re-run the same command to resume.")
 
 
+NOT_REGULAR = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
+
+
+def check_replaceable(path: Path, overwrite: bool) -> None:
+    """An existing output is replaced only with --overwrite, and only if it is a rankgen corpus (a
+    damaged one too): os.replace onto a device file such as /dev/null would put a regular file in its
+    place, and onto someone's other data would destroy it."""
+    mode = os.stat(path).st_mode
+    what = next((name for test, name in NOT_REGULAR if test(mode)), None)
+    if what:
+        raise RankgenError(f"{path} is {what}, not a corpus file; --overwrite only replaces a rankgen corpus: "
+                           "choose another -o path")
+    if not h5py.is_hdf5(path):
+        raise RankgenError(f"{path} is not an HDF5 file, so not a rankgen corpus; --overwrite only replaces a corpus: "
+                           "move or delete it yourself, or choose another -o path")
+    try:
+        with h5py.File(path, "r") as f:
+            format_ = f.attrs.get(S.ATTR_FORMAT)
+    except OSError:
+        format_ = S.FORMAT  # an HDF5 file too damaged to open: a corpus that a re-run is meant to replace
+    if format_ != S.FORMAT:
+        raise RankgenError(f"{path} is an HDF5 file but not a rankgen corpus (no format={S.FORMAT!r}); --overwrite only "
+                           "replaces a corpus: move or delete it yourself, or choose another -o path")
+    if not overwrite:
+        raise RankgenError(f"{path} already exists; pass --overwrite to replace it (it is kept until the new file is complete)")
+
+
 class CorpusWriter:
     """Append rows of scalar columns and ragged arrays; `finish()` publishes the file.
 
@@ -117,8 +146,8 @@ class CorpusWriter:
         self.chunk_bytes = chunk_bytes
         self.notes: list[str] = []
         self._buffer: list[dict] = []
-        if self.path.exists() and not overwrite:
-            raise RankgenError(f"{self.path} already exists; pass --overwrite to replace it (it is kept until the new file is complete)")
+        if self.path.exists():
+            check_replaceable(self.path, overwrite)
         if not self.path.parent.exists():
             raise RankgenError(f"output folder {self.path.parent} does not exist; create it or choose another -o path")
         if not os.access(self.path.parent, os.W_OK):
@@ -133,7 +162,10 @@ class CorpusWriter:
     def _acquire_lock(self):
         # flock, not a marker file: the kernel releases it when a killed writer dies, so no stale locks.
         lock_path = self.path.with_name(self.path.name + ".lock")
-        handle = open(lock_path, "a+")
+        try:
+            handle = open(lock_path, "a+")
+        except OSError as exc:  # /proc, /sys and the like pass the os.access check above
+            raise RankgenError(f"cannot create files in {self.path.parent} ({exc.strerror}); choose another -o path") from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

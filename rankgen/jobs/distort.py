@@ -96,16 +96,19 @@ def build_groups(ref, distortion, level, crop, names, n_levels) -> np.ndarray:
 
 
 def parse_distortions(distortions: str | Sequence[str] | None) -> tuple[str, ...] | None:
-    """'a,b' as typed after --distortions, or a sequence of names; None means the whole recipe."""
+    """'a,b' as typed after --distortions, or a sequence of names; None (all of the recipe) only when
+    the option is not given, so that an empty value or a stray comma is an error, not silently "all"."""
     if distortions is None:
         return None
-    names = distortions.split(",") if isinstance(distortions, str) else list(distortions)
-    names = [str(n).strip() for n in names]
-    if not names or "" in names:
-        typed = distortions if isinstance(distortions, str) else ",".join(names)
-        raise RankgenError(f"--distortions {typed!r} has an empty name; give comma-separated names such as "
-                           "gaussian_blur,jpeg (`rankgen list distortions`), or leave the option out for the whole recipe")
-    return tuple(names)
+    typed = distortions if isinstance(distortions, str) else ",".join(map(str, distortions))
+    names = tuple(str(n).strip() for n in (distortions.split(",") if isinstance(distortions, str) else distortions))
+    if not any(names):
+        raise RankgenError(f"--distortions {typed!r} names no distortion; give names such as gaussian_blur,jpeg, "
+                           "or leave the option out for all of the recipe")
+    if not all(names):
+        raise RankgenError(f"--distortions {typed!r} has an empty name (a stray comma?); give names such as "
+                           "gaussian_blur,jpeg")
+    return names
 
 
 def parse_pixels(pixels: str, names: tuple[str, ...]) -> tuple[str, ...]:

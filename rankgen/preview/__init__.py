@@ -7,6 +7,7 @@ import importlib
 from PIL import Image, ImageDraw
 
 from ..corpus import Corpus
+from ..errors import RankgenError
 from ..registry import Registry
 
 PREVIEWS = Registry("preview")
@@ -35,6 +36,9 @@ def stack(rows: list[Image.Image], gap: int = 4) -> Image.Image:
 
 def render(corpus_path, out_path, **options) -> str:
     corpus = Corpus(corpus_path)
+    if len(corpus) == 0:
+        raise RankgenError(f"{corpus_path} has no items, so there is nothing to preview; "
+                           "regenerate it from sources that yield items (see the skipped sources in `rankgen info`)")
     importlib.import_module(f"{__name__}.{KIND_MODULES[corpus.kind]}")  # registers the kind's preview
     PREVIEWS.get(corpus.kind)(corpus, out_path, **options)
     return str(out_path)

@@ -23,7 +23,9 @@ class SourceItem:
     meta: dict = field(default_factory=dict, compare=False)
 
 
-BAD_NAME = "bad_name"
+# meta key: why an item that was listed cannot be read (a non-UTF-8 name, an unreadable folder); reading
+# it raises BadImage with this message, so the run lists it among the skipped sources.
+UNUSABLE = "unusable"
 
 
 def require_dir(root, dataset: str, example: str) -> Path:
@@ -48,7 +50,9 @@ def file_item(id: str, path, **meta) -> SourceItem:
     shown_id, shown_path = printable(id), printable(path)
     if shown_id == id and shown_path == str(path):
         return SourceItem(id=id, path=str(path), meta=meta)
-    return SourceItem(id=shown_id, path=shown_path, meta={**meta, BAD_NAME: True})
+    why = (f"{shown_path}: file name is not valid UTF-8 (shown with \\x escapes); rename the file, e.g. "
+           "convmv -f latin1 -t utf8 --notest -r <folder>")
+    return SourceItem(id=shown_id, path=shown_path, meta={**meta, UNUSABLE: why})
 
 
 def read_image(item: SourceItem):
@@ -56,9 +60,8 @@ def read_image(item: SourceItem):
     from ..errors import BadImage
     from .photos import read_photo
 
-    if item.meta.get(BAD_NAME):
-        raise BadImage(f"{item.path}: file name is not valid UTF-8 (shown with \\x escapes); rename the file, e.g. "
-                       "convmv -f latin1 -t utf8 --notest -r <folder>")
+    if item.meta.get(UNUSABLE):
+        raise BadImage(item.meta[UNUSABLE])
     return read_photo(item.path)
 
 

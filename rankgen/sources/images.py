@@ -1,14 +1,19 @@
 """Decode any supported file to RGB uint8, or fail with a message that names the file and the fix.
 
 Pillow, not OpenCV, does the decoding: cv2.imread returns a half-grey image for a truncated JPEG
-with only a warning, while Pillow raises, so a damaged file can never enter a corpus silently.
+with only a warning, while Pillow raises. Two kinds of damage pass Pillow too, so they are checked
+beside it: garbled JPEG entropy data, on which libjpeg only warns and Pillow swallows the warning
+(checked by a strict libjpeg-turbo decode through simplejpeg, which stops on any warning), and PNG
+chunks whose CRC fails (Pillow does not check the CRC of IDAT chunks).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -61,10 +66,78 @@ def _warning_notes(caught, name: str) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _to_rgb(img: Image.Image, name: str, notes: list[str]) -> np.ndarray:
+# libjpeg warnings that mean the pixels are wrong (JWRN_* texts of jerror.h); the rest (an unknown
+# JFIF revision, odd SOS parameters, a bad ICC marker) leave the pixels whole.
+JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG file")
+
+
+def _jpeg_problem(data: bytes) -> str | None:
+    """libjpeg's first warning or error on a strict decode of the whole file, None when it has none."""
+    import simplejpeg
+
+    colorspace = simplejpeg.decode_jpeg_header(data)[2]
+    target = {"GRAY": "GRAY", "CMYK": "CMYK", "YCCK": "CMYK"}.get(colorspace, "RGB")
+    try:
+        simplejpeg.decode_jpeg(data, colorspace=target, strict=True)
+    except ValueError as exc:
+        return " ".join(str(exc).split())
+    return None
+
+
+def _png_problem(data: bytes) -> str | None:
+    """The first chunk whose CRC fails, as a sentence; None when every chunk up to IEND is sound."""
+    pos = 8
+    while pos + 12 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        end = pos + 8 + length
+        if end + 4 > len(data):
+            return None  # truncated: Pillow reports that itself
+        if zlib.crc32(data[pos + 4 : end]) != struct.unpack(">I", data[end : end + 4])[0]:
+            return f"its {kind.decode('latin-1')} chunk at byte {pos} fails its CRC"
+        if kind == b"IEND":
+            return None
+        pos = end + 4
+    return None
+
+
+def _check_stream(path: Path, fmt: str | None, shown: str, name: str, notes: list[str]) -> None:
+    if fmt not in ("JPEG", "MPO", "PNG"):
+        return
+    data = path.read_bytes()
+    if fmt == "PNG":
+        problem = _png_problem(data)
+        if problem:
+            raise BadImage(f"{shown}: damaged PNG ({problem}); re-download or remove it")
+        return
+    problem = _jpeg_problem(data)
+    if problem and problem.startswith(JPEG_DAMAGE) and "ICC" not in problem:
+        raise BadImage(f"{shown}: damaged JPEG data ({problem}; libjpeg would fill it with garbage); "
+                       "re-download or remove it")
+    if problem:
+        notes.append(f"{name}: decoded despite a libjpeg warning ({problem})")
+
+
+def _float_to_8bit(a: np.ndarray, shown: str) -> tuple[np.ndarray, str]:
+    """A float image in [0, 1] (the usual convention) or [0, 255], as uint8; any other range has no
+    scale one could trust, so it is refused rather than guessed (clipping [0, 1] to 8 bits stored it black)."""
+    if not np.isfinite(a).all():
+        raise BadImage(f"{shown}: float image with NaN or infinite values; convert it to an 8- or 16-bit image")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0 or hi > 255:
+        raise BadImage(f"{shown}: float image with values in [{lo:g}, {hi:g}], neither [0, 1] nor [0, 255]; "
+                       "convert it to an 8- or 16-bit image")
+    top = 1.0 if hi <= 1.0 else 255.0
+    return np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8), f"[0, {top:g}]"
+
+
+def _to_rgb(img: Image.Image, shown: str, name: str, notes: list[str]) -> np.ndarray:
     mode = img.mode
+    if mode == "F":
+        a, scale = _float_to_8bit(np.asarray(img, dtype=np.float64), shown)
+        notes.append(f"{name}: float grayscale in {scale} scaled to 8-bit and replicated to RGB")
+        return np.repeat(a[..., None], 3, axis=2)
     if mode in WIDE_GRAY:
-        notes.append(f"{name}: {mode} (16-bit or float) grayscale scaled to 8-bit and replicated to RGB")
+        notes.append(f"{name}: {mode} (16-bit or 32-bit integer) grayscale scaled to 8-bit and replicated to RGB")
         a = np.asarray(img, dtype=np.float64)
         top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
         a = np.clip(np.rint(a * (255.0 / top)), 0, 255).astype(np.uint8)
@@ -102,10 +175,11 @@ def load_rgb(path: str | Path, min_side: int = MIN_SIDE) -> tuple[np.ndarray, li
             with Image.open(path) as img:
                 deep = _deep_channels(img)
                 img.load()
+                _check_stream(path, img.format, shown, name, notes)
                 img = _exif_transpose(img, name, notes)
                 if deep and img.mode not in WIDE_GRAY:
                     notes.append(f"{name}: 16 bits per channel reduced to 8")
-                rgb = _to_rgb(img, name, notes)
+                rgb = _to_rgb(img, shown, name, notes)
         notes += _warning_notes(caught, name)
     except FileNotFoundError:
         if path.is_symlink():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import RankgenError
-from . import SOURCES, SourceItem, file_item, require_dir
-from .images import EXTENSIONS, load_rgb
+from . import SOURCES, UNUSABLE, SourceItem, file_item, require_dir
+from .images import EXTENSIONS, load_rgb, printable
 
 SKIMAGE = "skimage:"
 
@@ -46,14 +48,34 @@ def samples(root=None, names: tuple[str, ...] = SAMPLE_NAMES) -> list[SourceItem
 @SOURCES.register("folder", kind="images", help="any folder of JPEG/PNG/BMP/TIFF/WebP images, searched recursively")
 def folder(root=None) -> list[SourceItem]:
     root = require_dir(root, "folder", "~/photos")
-    # Not is_file(): a broken or looping symbolic link is listed, so the run reports it instead of
-    # silently dropping it; only folders (even one named x.jpg) are left out.
-    files = sorted(
-        p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and not p.name.startswith(".") and not p.is_dir()
-    )
-    if not files:
+    files, unreadable = _walk(root)
+    if not files and not unreadable:
         raise RankgenError(f"no images ({', '.join(EXTENSIONS)}) under {root}")
-    return [file_item(p.relative_to(root).as_posix(), p) for p in files]
+    # A folder that cannot be listed is a source too: it is reported among the skipped ones rather
+    # than leaving its images out without a word.
+    listed = [(p, file_item(p.relative_to(root).as_posix(), p)) for p in files]
+    listed += [(d, SourceItem(id=printable(d.relative_to(root).as_posix()) + "/", path=printable(d), meta={UNUSABLE: (
+        f"{printable(d)}: folder cannot be read ({why}); its images are left out: make it readable (chmod +rx) "
+        "or remove it from the input")})) for d, why in unreadable]
+    return [item for _, item in sorted(listed, key=lambda e: e[0])]
+
+
+def _walk(root: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Image files under root and the folders that could not be listed, with the reason.
+
+    Symbolic links to folders are not followed, so a link back to root cannot loop. Every name that
+    is not a folder (even one named x.jpg) is listed, broken and looping links included, so the run
+    reports them instead of dropping them silently.
+    """
+    unreadable: list[tuple[Path, str]] = []
+
+    def refused(exc: OSError) -> None:
+        unreadable.append((Path(exc.filename), exc.strerror or str(exc)))
+
+    files = []
+    for folder, _, names in os.walk(root, onerror=refused):
+        files += [Path(folder, n) for n in names if Path(n).suffix.lower() in EXTENSIONS and not n.startswith(".")]
+    return files, unreadable
 
 
 @SOURCES.register("waterloo", kind="images",
