@@ -396,6 +396,11 @@ CASES = [
          output="fifo"),
     Case("output-dev-null", "-o /dev/null --overwrite (as root, os.replace would replace the device)",
          lambda tmp: distort(photos(tmp)), "/dev/null is a character device, not a corpus file", STOP, output="device"),
+    Case("partial-of-another-command", "an unfinished out.h5.partial written by another command",
+         lambda tmp: distort(photos(tmp)),
+         "{tmp}/out.h5.partial cannot be resumed: it was written by another command (other arguments or another "
+         "rankgen). Re-run the command that wrote it to finish it, or pass --overwrite to start over", STOP,
+         output="foreign-partial"),
     Case("output-sys", "-o in /sys", lambda tmp: distort(photos(tmp)), "cannot create files in /sys (", STOP,
          output="sys"),
     Case("output-proc", "-o in /proc", lambda tmp: distort(photos(tmp)), "cannot create files in /proc (", STOP,
@@ -626,9 +631,19 @@ OUTPUTS = {
     "fifo": ("out.h5", os.mkfifo, True, "-o out.h5 --overwrite (a named pipe)"),
     # Safe only because the writer refuses a device before touching it; the test checks it still is one.
     "device": ("/dev/null", None, True, "-o /dev/null --overwrite"),
+    "foreign-partial": ("out.h5", lambda p: _foreign_partial(p), False, "(out.h5.partial left by another command)"),
     "sys": ("/sys/x.h5", None, False, "-o /sys/x.h5"),
     "proc": ("/proc/x.h5", None, False, "-o /proc/x.h5"),
 }
+
+
+def _foreign_partial(out: Path) -> None:
+    from rankgen.corpus import CorpusWriter
+
+    w = CorpusWriter(out, "distort", columns={"i": "int64"}, ragged={}, attrs={}, fingerprint="another command")
+    w.append([{"i": 1}])
+    w.commit()
+    w.close()
 
 
 def _output(tmp: Path, case: Case) -> tuple[Path, list]:

@@ -1,5 +1,6 @@
 """The HDF5 writer/reader: round trip, plain-h5py readability, resume, crash safety, clear errors."""
 
+import errno
 import io
 import os
 import signal
@@ -95,14 +96,57 @@ def test_resume_continues_after_last_commit(tmp_path):
         np.testing.assert_array_equal(c.image(i), row["image"])
 
 
-def test_partial_of_another_command_is_replaced(tmp_path):
+def test_partial_of_another_command_is_kept_unless_overwrite(tmp_path):
     path = tmp_path / "c.h5"
     w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="old")
     w.append(rows(0, 5))
+    w.commit()
     w.close()
-    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="new")
+    with pytest.raises(RankgenError, match="cannot be resumed: it was written by another command.*--overwrite"):
+        CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="new")
+    with CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="old") as w:
+        assert w.n_done == 5  # still there, resumable by its own command
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="new", overwrite=True)
     assert w.n_done == 0 and any("another command" in n for n in w.notes)
     w.close()
+
+
+def test_a_partial_held_open_elsewhere_is_never_discarded(tmp_path):
+    path = tmp_path / "c.h5"
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    w.append(rows(0, 6))
+    w.commit()
+    w.close()
+    code = f"import h5py, time; f = h5py.File({str(path) + '.partial'!r}, 'r'); print('open', flush=True); time.sleep(30)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        with pytest.raises(RankgenError, match="is open in another process"):
+            CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    finally:
+        holder.kill()
+        holder.wait()
+    with CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f") as w:
+        assert w.n_done == 6
+
+
+def test_a_commit_the_disk_cannot_hold_is_refused_before_writing(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    path = tmp_path / "c.h5"
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    w.append(rows(0, 4))
+    w.commit()
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 1 << 20))
+    w.append(rows(4, 4))
+    with pytest.raises(RankgenError, match=r"disk full: 1 MB free .* 4 items are committed"):
+        w.commit()
+    w.close()
+    monkeypatch.undo()
+    with CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f") as w:
+        assert w.n_done == 4
 
 
 def test_garbage_partial_is_replaced(tmp_path):
@@ -201,18 +245,19 @@ def test_full_disk_keeps_committed_rows_and_says_so(tmp_path, monkeypatch):
     w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
     w.append(rows(0, 4))
     w.commit()
+    # The disk fills between the free-space check and the write (another process).
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 0))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 40, 0, 1 << 40))
     real = h5py.Dataset.__setitem__
 
     def no_space(self, key, value):
-        raise OSError("Can't write data (file write failed)")
+        raise OSError(errno.ENOSPC, "Can't write data (file write failed)")
 
     monkeypatch.setattr(h5py.Dataset, "__setitem__", no_space)
     w.append(rows(4, 4))
     with pytest.raises(RankgenError, match="disk full.*4 items are committed.*resume"):
         w.commit()
-    monkeypatch.setattr(h5py.Dataset, "__setitem__", real)
+    monkeypatch.undo()
     crash(w)
     w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
     assert w.n_done == 4

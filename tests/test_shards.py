@@ -78,6 +78,11 @@ def test_merge_refuses_what_cannot_be_merged(tmp_path, photos):
     with pytest.raises(RankgenError, match="different commands"):
         merge([tmp_path / "a0.h5", tmp_path / "b1.h5", tmp_path / "a2.h5"], tmp_path / "m.h5")
     assert not (tmp_path / "m.h5").exists()
+    before = (tmp_path / "a0.h5").read_bytes()
+    for virtual in (False, True):
+        with pytest.raises(RankgenError, match="is also one of the shards"):
+            merge([tmp_path / "a0.h5", tmp_path / "a2.h5"], tmp_path / "a0.h5", virtual=virtual, overwrite=True)
+    assert (tmp_path / "a0.h5").read_bytes() == before
 
 
 def test_cli_shard_and_merge(tmp_path, photos):

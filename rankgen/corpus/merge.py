@@ -85,6 +85,8 @@ def _attrs(shards: list[Corpus], command: str) -> dict:
 
 
 def merge(paths, output, *, virtual: bool = False, overwrite: bool = False, command: str = "") -> Path:
+    if Path(output).resolve() in {Path(p).resolve() for p in paths}:
+        raise RankgenError(f"-o {output} is also one of the shards to merge; write the merged corpus to another path")
     shards = open_shards([Path(p) for p in paths])
     return (_merge_virtual if virtual else _merge_copy)(shards, Path(output), overwrite, command)
 

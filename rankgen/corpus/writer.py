@@ -63,6 +63,18 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def _held_elsewhere(path: Path, exc: OSError) -> bool:
+    """Whether HDF5 refused `path` because another process has it open (its file lock), not because
+    the file is broken."""
+    if "lock" in str(exc).lower():
+        return True
+    try:
+        h5py.File(path, "r").close()  # readable, so the writable open was refused for its lock
+        return True
+    except OSError:
+        return False
+
+
 def _disk_full(exc: OSError, path: Path) -> bool:
     # HDF5 reports a failed write without errno, so look at the disk as well.
     if exc.errno == errno.ENOSPC:
@@ -81,6 +93,9 @@ def _disk_error(exc: OSError, path: Path, n_done: int) -> RankgenError:
         )
     return RankgenError(f"cannot write {path}: {exc.strerror or exc}. Re-run the same command to resume.")
 
+
+# Free space kept beyond a commit's own bytes: HDF5 allocates whole chunks and metadata as it goes.
+DISK_HEADROOM = 16 << 20
 
 NOT_REGULAR = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
@@ -154,7 +169,7 @@ class CorpusWriter:
             raise RankgenError(f"output folder {self.path.parent} is not writable; choose another -o path")
         self._lock = self._acquire_lock()
         try:
-            self._file = self._open_partial() or self._create(attrs)
+            self._file = self._open_partial(overwrite) or self._create(attrs)
         except BaseException:
             self._release_lock()
             raise
@@ -187,13 +202,20 @@ class CorpusWriter:
             self._lock.close()
 
     # -- opening -------------------------------------------------------------------------
-    def _open_partial(self) -> h5py.File | None:
+    def _open_partial(self, overwrite: bool) -> h5py.File | None:
+        """The partial file to resume, or None to start over. Committed items are never discarded
+        silently: a partial that another process holds, or that another command wrote, is an error
+        unless --overwrite says to start over."""
         if not self.partial.exists():
             return None
         try:
             f = h5py.File(self.partial, "a")
-        except OSError:
-            self.notes.append(f"{self.partial} was unreadable (killed mid-write); starting over")
+        except OSError as exc:
+            if _held_elsewhere(self.partial, exc):
+                raise RankgenError(f"{self.partial} is open in another process (HDF5 file lock); close it there, "
+                                   "then re-run the same command to resume") from None
+            # Killed before its first commit was flushed: HDF5 cannot open it, nothing in it is recoverable.
+            self.notes.append(f"{self.partial} could not be opened (killed before anything was committed); starting over")
             self.partial.unlink()
             return None
         try:
@@ -204,13 +226,17 @@ class CorpusWriter:
                 and f.attrs.get(S.ATTR_FINGERPRINT) == self.fingerprint
             )
             n = int(f.attrs.get(S.ATTR_COMMITTED, 0))
+            problem = None if same else "it was written by another command (other arguments or another rankgen)"
             if same:
                 self._truncate(f, n)
-        except (OSError, KeyError, ValueError):
-            same = False
-        if not same:
+        except (OSError, KeyError, ValueError) as exc:
+            problem = f"its last commit cannot be restored ({exc})"
+        if problem:
             f.close()
-            self.notes.append(f"{self.partial} belongs to another command; starting over")
+            if not overwrite:
+                raise RankgenError(f"{self.partial} cannot be resumed: {problem}. Re-run the command that wrote it to "
+                                   "finish it, or pass --overwrite to start over (its items are then lost)")
+            self.notes.append(f"{self.partial}: {problem}; starting over (--overwrite)")
             self.partial.unlink()
             return None
         if n:
@@ -300,6 +326,9 @@ class CorpusWriter:
         f = self._file
         n0 = int(f.attrs[S.ATTR_COMMITTED])
         n1 = n0 + len(rows)
+        if rows:
+            self._ensure_space(sum(len(row[name].data) for row in rows for name in self.ragged)
+                               + 16 * len(rows) * len(self.columns), len(rows), n0)
         try:
             for name, spec in (self.columns if rows else {}).items():
                 ds = f[S.ITEMS][name]
@@ -328,6 +357,19 @@ class CorpusWriter:
         except OSError as exc:
             raise _disk_error(exc, self.partial, n0) from None
 
+    def _ensure_space(self, needed: int, n_rows: int, n_done: int) -> None:
+        """Refuse a write the disk cannot hold before starting it: HDF5 interrupted by a full disk can
+        leave a file it cannot flush or even close, and committed items with it."""
+        try:
+            free = shutil.disk_usage(self.partial.parent).free
+        except OSError:
+            return
+        if free < needed + DISK_HEADROOM:
+            raise RankgenError(
+                f"disk full: {free / 1e6:.0f} MB free in {self.partial.parent}, and the next {n_rows} items need about "
+                f"{(needed + DISK_HEADROOM) / 1e6:.0f} MB with headroom. {n_done} items are committed in {self.partial}; "
+                "free some space and re-run the same command to resume from there")
+
     @property
     def buffered_bytes(self) -> int:
         return sum(len(row[name].data) for row in self._buffer for name in self.ragged)
@@ -346,6 +388,8 @@ class CorpusWriter:
         """Write the tables, mark complete, and atomically publish under the final name."""
         self.commit()
         f = self._file
+        self._ensure_space(sum(np.asarray(v).nbytes for v in dict(tables).values() if np.asarray(v).dtype.kind != "O"),
+                           0, int(f.attrs[S.ATTR_COMMITTED]))
         try:
             for name, value in dict(tables).items():
                 value = np.asarray(value)
@@ -377,6 +421,8 @@ class CorpusWriter:
         try:
             if self._file.id.valid:
                 self._file.close()
+        except (OSError, RuntimeError):
+            pass  # a write already failed (and was reported); what was committed before it is on disk
         finally:
             self._release_lock()
 
