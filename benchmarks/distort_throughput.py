@@ -2,7 +2,8 @@
 
     python benchmarks/distort_throughput.py [--repeat 5]
 
-1. ms per call of every distortion at every level on a 512x384 photograph;
+1. ms per call of every distortion at every level on a 512x384 photograph, and each registered
+   type's ratio to a floor implementation (benchmarks/floors.py);
 2. writing the default corpus (`rankgen distort`: 6 bundled photos x 77 items), --workers 1 and 2
    in alternating rounds of one run: wall / sum of kernel time at --workers 1, the writing
    process's CPU per image against the distortion CPU per image, the --workers 2 speed-up (with
@@ -172,27 +173,6 @@ def peak_memory(tmp: Path) -> None:
     print(load())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--repeat", type=int, default=5, help="calls per distortion and level in section 1")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating --workers 1 / 2 rounds in section 2")
-    ap.add_argument("--only", choices=["calls", "writing", "memory"], help="run one section")
-    args = ap.parse_args()
-    print(f"# rankgen distort benchmark, {time.strftime('%Y-%m-%d')}, {os.uname().machine}, "
-          f"{len(os.sched_getaffinity(0))} cores, python {sys.version.split()[0]}")
-    with tempfile.TemporaryDirectory() as tmp:
-        if args.only in (None, "calls"):
-            per_call(args.repeat)
-        if args.only in (None, "writing"):
-            writing(Path(tmp), args.rounds)
-        if args.only in (None, "memory"):
-            peak_memory(Path(tmp))
-
-
-if __name__ == "__main__":
-    main()
-
-
 def floor_ratios(repeat: int = 5) -> None:
     """Each type's ms per call beside its floor (benchmarks/floors.py), interleaved, at its middle level."""
     from floors import FLOORS
@@ -215,5 +195,25 @@ def floor_ratios(repeat: int = 5) -> None:
             print(f"{recipe_name:13s} {name:30s} {mine:8.2f} ms  floor {base:8.2f} ms  {mine / base:5.2f}x")
 
 
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=5, help="calls per distortion and level in section 1")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating --workers 1 / 2 rounds in section 2")
+    ap.add_argument("--only", choices=["calls", "floors", "writing", "memory"], help="run one section")
+    args = ap.parse_args()
+    print(f"# rankgen distort benchmark, {time.strftime('%Y-%m-%d')}, {os.uname().machine}, "
+          f"{len(os.sched_getaffinity(0))} cores, python {sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.only in (None, "calls"):
+            per_call(args.repeat)
+        if args.only in (None, "floors"):
+            floor_ratios(args.repeat)
+        if args.only in (None, "writing"):
+            writing(Path(tmp), args.rounds)
+        if args.only in (None, "memory"):
+            peak_memory(Path(tmp))
+
+
 if __name__ == "__main__":
-    floor_ratios()
+    main()
+
