@@ -324,3 +324,25 @@ def test_best_pt_is_a_weights_file_for_fine_tuning(tmp_path, corpora):
     ft = _run(tmp_path, "run", *_sets(tmp_path, "objective=regress", f"data.labeled={corpora['annotate']}", "name=ft",
                                       "optim.epochs=1", f"model.weights={tmp_path}/runs/w/best.pt"))
     assert ft.exit_code == 0, ft.output
+
+
+def test_only_the_corpora_the_run_reads_are_built(tmp_path, monkeypatch):
+    import subprocess as sp
+
+    from train.distributed import Dist
+    from train.loop import build_corpora
+
+    built = []
+
+    def fake_run(cmd, **kw):
+        out = cmd[cmd.index("-o") + 1]
+        built.append(out)
+        open(out, "w").close()
+        return sp.CompletedProcess(cmd, 0, "")
+
+    monkeypatch.setattr(sp, "run", fake_run)
+    used, replaced = tmp_path / "used.h5", tmp_path / "replaced.h5"
+    cfg = {"data": {"ranked": str(tmp_path / "mine.h5"), "labeled": str(used),
+                    "build": {str(replaced): ["distort"], str(used): ["distort"]}}}
+    build_corpora(cfg, Dist())
+    assert built == [str(used)]

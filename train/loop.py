@@ -33,8 +33,12 @@ def log(msg: str, d: Dist | None = None) -> None:
 
 
 def build_corpora(cfg: dict, d: Dist) -> None:
-    """Run the recipe's `data.build` rankgen commands for corpora that do not exist yet."""
+    """Run the recipe's `data.build` rankgen commands for the corpora it reads that do not exist yet
+    (one that `--set data.ranked=other.h5` replaced is not built)."""
+    used = {str(v) for v in cfg["data"].values() if isinstance(v, (str, Path))}
     for path, args in (cfg["data"]["build"] or {}).items():
+        if str(path) not in used:
+            continue
         path = Path(path)
         if path.exists():
             continue
