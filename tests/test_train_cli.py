@@ -346,3 +346,19 @@ def test_only_the_corpora_the_run_reads_are_built(tmp_path, monkeypatch):
                     "build": {str(replaced): ["distort"], str(used): ["distort"]}}}
     build_corpora(cfg, Dist())
     assert built == [str(used)]
+
+
+def test_damage_met_inside_a_dataloader_worker_is_one_line(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    damaged = tmp_path / "d.h5"
+    shutil.copy(make_distort(tmp_path / "sound.h5", refs=4, levels=4, size=(40, 48)), damaged)
+    with h5py.File(damaged, "a") as f:
+        f["ragged/image/crc32"][:] ^= 1  # every item, so the first batch meets one
+    args = [sys.executable, "-m", "train", "run", *_sets(tmp_path, f"data.ranked={damaged}", "data.heldout=0.5",
+                                                         "data.workers=2", "name=w")]
+    r = subprocess.run(args, capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith(f"error: {damaged} is damaged: item ")

@@ -9,6 +9,17 @@ import click
 from rankgen.errors import RankgenError
 
 
+def _one_line(exc: Exception) -> str:
+    """The error's own message, also when a DataLoader worker raised it: torch re-raises it in the
+    parent with the worker's whole traceback as its message, ending with the original line."""
+    text = str(exc)
+    if "\nOriginal Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    name, _, message = last.partition(": ")
+    return message if message and name.endswith(type(exc).__name__) else last
+
+
 def _guard(fn):
     """User errors print one line and exit 2; anything else is a bug and keeps its traceback."""
     import functools
@@ -18,7 +29,7 @@ def _guard(fn):
         try:
             return fn(*args, **kwargs)
         except RankgenError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_one_line(exc)}", err=True)
             sys.exit(2)
         except ModuleNotFoundError as exc:
             if exc.name != "torch":
