@@ -20,26 +20,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 import rankgen
-from benchmarks_common import photo_512x384
+from benchmarks_common import load, photo_512x384, photo_folder
 from rankgen.corpus import Corpus
 
 WATERLOO_REFERENCES = 4744
 PIXELS = ("all", "costly", "references")
-
-
-def load() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def make_folder(n: int, root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    base = photo_512x384()
-    for i in range(n):
-        Image.fromarray(np.roll(base, 37 * i, axis=1)).save(root / f"{i:03d}.png")
-    return root
 
 
 class Patches:
@@ -103,7 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         compare("default corpus (6 bundled photos, tid2013, 5 levels)", tmp, args.workers, args.items)
-        folder = make_folder(args.sources, tmp / "photos")
+        folder = photo_folder(args.sources, tmp / "photos")
         figures = compare(f"folder of {args.sources} sources of 512x384, tid2013, 5 levels", tmp, args.workers,
                           args.items, dataset="folder", root=str(folder))
     print(f"\n## Waterloo projection: {WATERLOO_REFERENCES} references x 77 items, from the folder's figures "

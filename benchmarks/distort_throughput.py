@@ -25,11 +25,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 import rankgen
 import rankgen.jobs.distort as jobs_distort
-from benchmarks_common import photo_512x384
+from benchmarks_common import load, photo_512x384, photo_folder
 from rankgen.distortions import distort, load_recipe
 
 
@@ -49,19 +48,6 @@ def per_call(repeat: int) -> None:
                 times.append(time.perf_counter() - t)
             cells.append(f"{np.median(times) * 1e3:8.1f}")
         print(f"{name:28s}" + "".join(cells))
-
-
-def make_folder(n: int, root: Path) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    base = photo_512x384()
-    for i in range(n):
-        # distinct content per file, same size: shifted copies of the photo
-        Image.fromarray(np.roll(base, 37 * i, axis=1)).save(root / f"{i:03d}.png")
-    return root
-
-
-def load() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def timed_run(out: Path, workers: int, **kw) -> tuple[float, float, int]:
@@ -161,7 +147,7 @@ def peak_memory(tmp: Path) -> None:
     print(f"\n## peak RSS of the process tree, 512x384 sources, tid2013 without its two slowest types; {load()}")
     print(f"{'sources':>7} {'--workers 1':>12} {'--workers 2':>12}")
     for n in (6, 24, 48):
-        folder = make_folder(n, tmp / f"mem{n}")
+        folder = photo_folder(n, tmp / f"mem{n}")
         cells = []
         for workers in (1, 2):
             cmd = [sys.executable, "-m", "rankgen", "distort", "--dataset", "folder", "--root", str(folder),

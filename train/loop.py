@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from . import metrics as M
 from .config import _flat, dump
+from rankgen.locking import LockHeld, exclusive_lock
 from rankgen.seeding import rng_for
 
 from .data import (LABELED_KINDS, DensityDataset, GroupBatchSampler, ItemBatchSampler, PatchDataset, RankedIndex,
@@ -446,25 +447,13 @@ def resume_mismatch(saved: dict, cfg: dict) -> list[str]:
 
 
 def lock_run_dir(run_dir: Path):
-    """flock runs/<name>/.lock for the whole run: a second `train run` on the same folder (say a
-    --resume while the first still trains) stops at once instead of interleaving checkpoints. The
-    kernel drops the lock when the process dies, so a killed run leaves nothing stale."""
-    import fcntl
-
-    handle = open(run_dir / ".lock", "a+")
+    """Lock runs/<name>/.lock for the whole run: a second `train run` on the same folder (say a
+    --resume while the first still trains) stops at once instead of interleaving checkpoints."""
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "?"
-        handle.close()
-        raise TrainError(f"another process (pid {owner}) is training in {run_dir}; wait for it to finish "
+        return exclusive_lock(run_dir / ".lock")
+    except LockHeld as held:
+        raise TrainError(f"another process (pid {held.owner}) is training in {run_dir}; wait for it to finish "
                          "or choose another --set name=...") from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
 
 
 def _run(cfg: dict, resume: bool, d: Dist) -> dict:

@@ -11,7 +11,6 @@ so writing is I/O and bookkeeping only.
 from __future__ import annotations
 
 import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -25,6 +24,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import RankgenError
+from ..locking import LockHeld, exclusive_lock
 from . import schema as S
 from .codec import Encoded, encode, encoding_for
 
@@ -175,26 +175,13 @@ class CorpusWriter:
             raise
 
     def _acquire_lock(self):
-        # flock, not a marker file: the kernel releases it when a killed writer dies, so no stale locks.
-        lock_path = self.path.with_name(self.path.name + ".lock")
         try:
-            handle = open(lock_path, "a+")
+            return exclusive_lock(self.path.with_name(self.path.name + ".lock"))
+        except LockHeld as held:
+            raise RankgenError(f"another process (pid {held.owner}) is writing {self.path}; wait for it to finish "
+                               "or choose another -o") from None
         except OSError as exc:  # /proc, /sys and the like pass the os.access check above
             raise RankgenError(f"cannot create files in {self.path.parent} ({exc.strerror}); choose another -o path") from None
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or "?"
-            handle.close()
-            raise RankgenError(
-                f"another process (pid {owner}) is writing {self.path}; wait for it to finish or choose another -o"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        return handle
 
     def _release_lock(self) -> None:
         if self._lock is not None and not self._lock.closed:
