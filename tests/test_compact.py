@@ -171,3 +171,13 @@ def test_dataloader_workers_regenerate_identical_batches(compact, context):
     batches = list(loader)
     assert len(batches) == len(reference)
     assert all(torch.equal(a, b) for a, b in zip(batches, reference))
+
+
+def test_aligned_crops_regenerate_from_their_own_window(tmp_path, photos):
+    kw = dict(dataset="folder", root=str(photos), distortions="gaussian_noise,block_wise,jpeg", levels=3, crop=48,
+              crops_per_image=2, workers=1, progress=False)
+    rankgen.distort(tmp_path / "full.h5", **kw)
+    rankgen.distort(tmp_path / "compact.h5", pixels="references", **kw)
+    full, compact = Corpus(tmp_path / "full.h5"), Corpus(tmp_path / "compact.h5")
+    assert compact.stored_count("image") == 4  # 2 sources x 2 windows
+    assert all(compact.image(i).tobytes() == full.image(i).tobytes() for i in range(len(full)))
