@@ -9,13 +9,14 @@ one corpus and returns its Summary:
     rankgen.density("density.h5")                          # rankgen density
     rankgen.annotate("annotate.h5", annotators=4)          # rankgen annotate
     rankgen.materialize("compact.h5", "full.h5")           # rankgen materialize
+    rankgen.merge(["part-0.h5", "part-1.h5"], "all.h5")    # rankgen merge
 """
 
 __version__ = "0.1.0"
 
 # Imported on first use, so `import rankgen` (and `rankgen --help`) stays light.
 _API = {"distort": "distort", "crops": "crops", "density": "density", "annotate": "annotate",
-        "materialize": "materialize"}
+        "materialize": "materialize", "merge": "merge"}
 
 __all__ = ["__version__", *_API]
 

@@ -11,7 +11,7 @@ from PIL import Image
 from rankgen.cli import main
 from rankgen.corpus import Corpus
 from rankgen.corpus.check import check
-from rankgen.corpus.merge import merge
+from rankgen.jobs.merge import merge
 from rankgen.errors import RankgenError
 from rankgen.jobs.distort import distort as generate
 from rankgen.pipeline import EXECUTOR, Executor

@@ -8,7 +8,7 @@ import os
 import click
 
 from . import main
-from .common import guarded
+from .common import guarded, overwrite_option, progress_option, workers_option
 
 
 @main.command()
@@ -142,21 +142,23 @@ def check(files, regenerate_all):
 @click.option("--virtual", is_flag=True,
               help="Write HDF5 virtual datasets that point into the shards (instant, no copy; keep the shards "
                    "beside the merged file) instead of copying.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@workers_option
+@overwrite_option
+@progress_option
 @guarded
-def merge(shards, output, virtual, overwrite):
+def merge(shards, output, virtual, workers, overwrite, quiet):
     """Join shards written with --shard I/N into one corpus.
 
     The result has the same content (items, pixels, tables, checksums) as one run of the same
-    command without --shard.
+    command without --shard. The copy keeps each item's stored bytes and CRC, is committed as it
+    goes and resumes like every generating command; compact shards give a compact corpus.
 
     \b
     Examples:
       rankgen merge shards/part-*.h5 -o corpus.h5
       rankgen merge shards/part-*.h5 -o corpus.h5 --virtual
     """
-    from ..corpus.merge import merge as merge_files
-    from .common import command_line
+    from ..jobs.merge import merge as merge_files
 
-    path = merge_files(shards, output, virtual=virtual, overwrite=overwrite, command=command_line())
+    path = merge_files(shards, output, virtual=virtual, overwrite=overwrite, workers=workers, progress=not quiet)
     click.echo(f"wrote {path} from {len(shards)} shards{' (virtual)' if virtual else ''}")

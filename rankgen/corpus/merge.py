@@ -3,8 +3,9 @@
 Shards are contiguous blocks of the same job list, so concatenating their items in shard order
 reproduces the single-run order; group indices are shifted by the items before each shard, and
 every other table must be identical in all shards (each shard stores the full source tables).
-Copy mode goes through CorpusWriter (atomic, resumable, per-item CRCs recomputed); `virtual=True`
-writes HDF5 virtual datasets that point into the shards, with only offsets and groups copied.
+The copy (rankgen.jobs.merge) runs through the pipeline like every generating command; this module
+checks the shards, builds the merged tables and attributes, and writes the virtual merge: HDF5
+virtual datasets that point into the shards, with only offsets and groups copied.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from ..errors import RankgenError
 from . import schema as S
 from .reader import Corpus
-from .writer import STRING, CorpusWriter, _fsync_path, dataset_digests, fingerprint
+from .writer import STRING, _fsync_path, check_replaceable, dataset_digests
 
 
 def _content_params(c: Corpus) -> dict:
@@ -76,57 +77,26 @@ PER_FILE = {S.ATTR_FORMAT, S.ATTR_VERSION, S.ATTR_KIND, S.ATTR_RANKGEN_VERSION, 
             S.ATTR_JOBS_DONE, S.ATTR_SKIPPED}
 
 
-def _attrs(shards: list[Corpus], command: str) -> dict:
+def merged_attrs(shards: list[Corpus]) -> dict:
+    """The content's attributes, with every shard's skipped sources."""
     out = {k: v for k, v in shards[0].attrs.items() if k not in PER_FILE}
     out[S.ATTR_PARAMS] = _content_params(shards[0])
-    out[S.ATTR_COMMAND] = command
     out[S.ATTR_SKIPPED] = json.dumps([s for c in shards for s in (c.attrs.get(S.ATTR_SKIPPED) or [])])
     return out
 
 
-def merge(paths, output, *, virtual: bool = False, overwrite: bool = False, command: str = "") -> Path:
-    if Path(output).resolve() in {Path(p).resolve() for p in paths}:
-        raise RankgenError(f"-o {output} is also one of the shards to merge; write the merged corpus to another path")
-    shards = open_shards([Path(p) for p in paths])
-    return (_merge_virtual if virtual else _merge_copy)(shards, Path(output), overwrite, command)
+def merged_tables(shards: list[Corpus]) -> dict:
+    """The tables of the first shard (all shards hold the same) with the groups of all of them."""
+    tables = {name: shards[0].table(name) for name in shards[0].tables() if name != S.GROUPS}
+    groups = _merged_groups(shards)
+    if groups is not None:
+        tables[S.GROUPS] = groups
+    return tables
 
 
-def _merge_copy(shards: list[Corpus], output: Path, overwrite: bool, command: str) -> Path:
-    first = shards[0]
-    f = first.file
-    columns = {name: ("str" if h5py.check_string_dtype(ds.dtype) else ds.dtype.str) for name, ds in f[S.ITEMS].items()}
-    ragged = {name: first.ragged_spec(name) for name in first.ragged_names()}
-    writer = CorpusWriter(output, first.kind, columns=columns, ragged=ragged, overwrite=overwrite,
-                          encoding=first.copy_encoding(), attrs=_attrs(shards, command),
-                          fingerprint=fingerprint({"merge": [str(c.path.resolve()) for c in shards],
-                                                   "sizes": [len(c) for c in shards]}))
-    with writer:
-        done = 0
-        for c in shards:
-            cols = {name: c.column(name) for name in columns}
-            for i in range(len(c)):
-                if done >= writer.n_done:
-                    row = {name: cols[name][i] for name in columns}
-                    # Stored bytes and their CRCs move as they are, so a damaged shard item stays
-                    # detectable by `rankgen check` on the merged file.
-                    row.update({name: c.ragged_for_copy(name, i, writer.encodings[name]) for name in ragged})
-                    writer.append([row])
-                    if writer.buffered_bytes > 64 << 20:
-                        writer.commit()
-                done += 1
-        groups = _merged_groups(shards)
-        tables = {name: first.table(name) for name in first.tables() if name != S.GROUPS}
-        if groups is not None:
-            tables[S.GROUPS] = groups
-        writer.finish(tables=tables)
-    for c in shards:
-        c.close()
-    return output
-
-
-def _merge_virtual(shards: list[Corpus], output: Path, overwrite: bool, command: str) -> Path:
-    if output.exists() and not overwrite:
-        raise RankgenError(f"{output} already exists; pass --overwrite to replace it")
+def write_virtual(shards: list[Corpus], output: Path, overwrite: bool, command: str) -> Path:
+    if output.exists():
+        check_replaceable(output, overwrite)
     partial = output.with_name(output.name + S.PARTIAL_SUFFIX)
     files = [c.file for c in shards]
     n_total = sum(len(c) for c in shards)
@@ -153,7 +123,7 @@ def _merge_virtual(shards: list[Corpus], output: Path, overwrite: bool, command:
         from .. import __version__
 
         out.attrs[S.ATTR_RANKGEN_VERSION] = __version__
-        for key, value in _attrs(shards, command).items():
+        for key, value in {**merged_attrs(shards), S.ATTR_COMMAND: command}.items():
             out.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
         out.attrs["virtual_sources"] = json.dumps([source_name(c) for c in shards])
         lengths = [len(c) for c in shards]
@@ -173,8 +143,7 @@ def _merge_virtual(shards: list[Corpus], output: Path, overwrite: bool, command:
             offsets = np.concatenate([f[base][S.OFFSET][...] + sum(data_lengths[:k]) for k, f in enumerate(files)])
             out.create_dataset(f"{base}/{S.OFFSET}", data=offsets.astype(np.int64), track_times=False)
         out.create_group(S.TABLES)
-        for name in shards[0].tables():
-            value = _merged_groups(shards) if name == S.GROUPS else shards[0].table(name)
+        for name, value in merged_tables(shards).items():
             dtype = STRING if value.dtype.kind in "UO" else value.dtype
             out[S.TABLES].create_dataset(name, data=value.astype(object) if dtype is STRING else value, dtype=dtype,
                                          track_times=False)

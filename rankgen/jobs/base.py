@@ -19,7 +19,7 @@ __all__ = ["JobResult", "Summary", "replay_command", "resolve_shard", "resolve_w
            "write_corpus"]
 
 
-def replay_command(command: str, options: Sequence[tuple[str, object]]) -> str:
+def replay_command(command: str, options: Sequence[tuple[str, object]], arguments: Sequence[str] = ()) -> str:
     """The command line that writes this content, every content option spelled out.
 
     Stored in the corpus, so a file says how to make it again, whether it was written by the CLI or
@@ -36,7 +36,7 @@ def replay_command(command: str, options: Sequence[tuple[str, object]]) -> str:
             words += [flag, *map(str, value)]
         else:
             words += [flag, str(value)]
-    return shlex.join(words)
+    return shlex.join([*words, *arguments])
 
 
 def source_tables(items: Sequence[SourceItem], prefix: str = "source") -> dict[str, np.ndarray]:

@@ -3,38 +3,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..corpus import Corpus, open_corpus
 from ..corpus import schema as S
-from .base import JobResult, Summary, write_corpus
+from ..corpus.codec import encoding_for
+from .base import Summary, write_corpus
+from .copy import CopyJob, copy_items
 from .distort import COLUMNS, RAGGED
 
 # Attributes that describe how the compact file was written rather than the content.
 REWRITTEN = {S.ATTR_FORMAT, S.ATTR_VERSION, S.ATTR_KIND, S.ATTR_RANKGEN_VERSION, S.ATTR_FINGERPRINT,
              S.ATTR_COMMITTED, S.ATTR_COMPLETE, S.ATTR_N_ITEMS, S.ATTR_CHECKSUMS, S.ATTR_COMMAND, S.ATTR_PARAMS,
-             S.ATTR_JOBS_DONE, S.ATTR_SKIPPED, S.ATTR_STORED_TYPES}
-
-
-@dataclass(frozen=True)
-class MaterializeJob:
-    path: str
-    start: int
-    stop: int  # the items of one source, as the distort job of that source wrote them
-
-
-def materialize_items(job: MaterializeJob) -> JobResult:
-    corpus = open_corpus(job.path)
-    rows = []
-    for i in range(job.start, job.stop):
-        row = {name: corpus.column(name)[i] for name in COLUMNS}
-        # Stored items keep their bytes; the others are regenerated and checked against their CRC.
-        row["image"] = corpus.ragged_encoded("image", i) if corpus.is_stored("image", i) else corpus.image(i)
-        rows.append(row)
-    return JobResult(rows=rows)
+             S.ATTR_JOBS_DONE, S.ATTR_STORED_TYPES}
 
 
 def materialize(compact: str | Path, output: str | Path, *, workers: int | None = None, overwrite: bool = False,
@@ -48,18 +31,20 @@ def materialize(compact: str | Path, output: str | Path, *, workers: int | None 
     starts = np.flatnonzero(np.r_[True, ref[1:] != ref[:-1]])
     stops = np.r_[starts[1:], len(ref)]
     path = str(Path(compact).resolve())
-    jobs = [MaterializeJob(path, int(a), int(b)) for a, b in zip(starts, stops)]
+    encodings = tuple((name, encoding_for(corpus.copy_encoding(), np.dtype(spec), ndim)) for name, (spec, ndim) in RAGGED.items())
+    # One job per source: its levels are regenerated from its reference, decoded once per job.
+    jobs = [CopyJob(path, int(a), int(b), tuple(COLUMNS), encodings, regenerate=True) for a, b in zip(starts, stops)]
     attrs = {k: v for k, v in corpus.attrs.items() if k not in REWRITTEN}
     params = {k: v for k, v in (corpus.attrs.get(S.ATTR_PARAMS) or {}).items() if k != "pixels"}
     command = " ".join(w for w in _without_pixels(corpus.attrs.get(S.ATTR_COMMAND) or ""))
     tables = {name: corpus.table(name) for name in corpus.tables()}
     names = [str(n) for n in corpus.table("distortions")]
-    encoding = corpus.copy_encoding()
+    encoding, source = corpus.copy_encoding(), corpus.attrs.get(S.ATTR_FINGERPRINT)
     corpus.close()  # no handle of this process may cross the fork into the workers
     try:
         return write_corpus(
-            output, "distort", jobs, materialize_items, columns=COLUMNS, ragged=RAGGED, command=command,
-            content={"materialize": corpus.attrs.get(S.ATTR_FINGERPRINT)},
+            output, "distort", jobs, copy_items, columns=COLUMNS, ragged=RAGGED, command=command,
+            content={"materialize": source},
             attrs={**attrs, S.ATTR_PARAMS: params, S.ATTR_STORED_TYPES: names},
             finish=lambda writer, summary: (tables, {}), encoding=encoding, overwrite=overwrite,
             workers=workers, progress=progress, on_error="stop", what="item")
