@@ -64,6 +64,7 @@ def write_corpus(
     encoding: str = S.PNG,
     commit_every: int = 8,
     what: str = "source image",
+    desc: str | None = None,
 ) -> Summary:
     """Run `work` over `jobs` into `output` and publish it.
 
@@ -76,7 +77,8 @@ def write_corpus(
                           encoding=encoding, fingerprint=fingerprint(content),
                           attrs={S.ATTR_COMMAND: command, **attrs})
     with writer:
-        summary = run_jobs(jobs, work, writer, workers=resolve_workers(workers), desc=kind, unit="img",
+        summary = run_jobs(jobs, work, writer, workers=resolve_workers(workers), desc=desc or kind,
+                           unit="img" if desc is None else "job",
                            commit_every=commit_every, progress=progress, on_error=on_error)
         if summary.rows == 0 and jobs:
             raise nothing_usable(summary, what)

@@ -47,7 +47,7 @@ def materialize(compact: str | Path, output: str | Path, *, workers: int | None 
             content={"materialize": source},
             attrs={**attrs, S.ATTR_PARAMS: params, S.ATTR_STORED_TYPES: names},
             finish=lambda writer, summary: (tables, {}), encoding=encoding, overwrite=overwrite,
-            workers=workers, progress=progress, on_error="stop", what="item")
+            workers=workers, progress=progress, on_error="stop", what="item", desc="materialize")
     finally:
         open_corpus.cache_clear()
 

@@ -53,7 +53,7 @@ def merge(shards, output, *, virtual: bool = False, overwrite: bool = False, wor
         write_corpus(output, first.kind, jobs, copy_items, columns=columns, ragged=ragged, command=command,
                      content={"fingerprint": fingerprint(content)}, attrs=attrs,
                      finish=lambda writer, summary: (tables, {}), encoding=encoding, overwrite=overwrite,
-                     workers=workers, progress=progress, on_error="stop", what="item")
+                     workers=workers, progress=progress, on_error="stop", what="item", desc="merge")
     finally:
         open_corpus.cache_clear()
     return output
