@@ -71,6 +71,10 @@ def test_costly_and_named_pixels(tmp_path, photos):
     assert c.attrs["stored_types"] == ["image_denoising", "jpeg2000", "color_quantization"]
     rankgen.distort(tmp_path / "named.h5", pixels="jpeg,tid08", **kw)
     assert Corpus(tmp_path / "named.h5").attrs["stored_types"] == ["gaussian_blur", "jpeg"]
+    with pytest.raises(RankgenError, match="--pixels 'nosuch': all, references, costly or distortion names"):
+        rankgen.distort(tmp_path / "bad.h5", pixels="nosuch", **kw)
+    with pytest.raises(RankgenError, match="is the compact corpus itself"):
+        rankgen.materialize(tmp_path / "named.h5", tmp_path / "named.h5", overwrite=True)
     with pytest.raises(RankgenError, match="which this run does not make"):
         rankgen.distort(tmp_path / "bad.h5", pixels="jpeg", distortions="gaussian_blur", **kw)
 

@@ -122,7 +122,10 @@ def parse_pixels(pixels: str, names: tuple[str, ...]) -> tuple[str, ...]:
     wanted = [p.strip() for p in pixels.split(",")]
     if "" in wanted:
         raise RankgenError(f"--pixels {pixels!r} has an empty name; give all, references, costly or distortion names")
-    canonical = [DISTORTIONS.canonical(p) for p in wanted]
+    try:
+        canonical = [DISTORTIONS.canonical(p) for p in wanted]
+    except RankgenError as exc:
+        raise RankgenError(f"--pixels {pixels!r}: all, references, costly or distortion names; {exc}") from None
     unknown = [p for p in canonical if p not in names]
     if unknown:
         raise RankgenError(f"--pixels names {', '.join(unknown)}, which this run does not make; it makes {', '.join(names)}")

@@ -10,6 +10,7 @@ import numpy as np
 from ..corpus import Corpus, open_corpus
 from ..corpus import schema as S
 from ..corpus.codec import encoding_for
+from ..errors import RankgenError
 from .base import Summary, write_corpus
 from .copy import CopyJob, copy_items
 from .distort import COLUMNS, RAGGED
@@ -26,6 +27,8 @@ def materialize(compact: str | Path, output: str | Path, *, workers: int | None 
 
     >>> rankgen.materialize("waterloo-compact.h5", "waterloo.h5")
     """
+    if Path(output).resolve() == Path(compact).resolve():
+        raise RankgenError(f"-o {output} is the compact corpus itself; write the full corpus to another path")
     corpus = Corpus(compact, kind="distort")
     ref = corpus.column("ref")
     starts = np.flatnonzero(np.r_[True, ref[1:] != ref[:-1]])
