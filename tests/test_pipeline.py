@@ -84,9 +84,12 @@ def test_ctrl_c_with_a_pool_exits_130_and_keeps_a_resumable_partial(tmp_path, ph
     cmd = [sys.executable, "-m", "rankgen", "distort", "--dataset", "folder", "--root", str(root), "--workers", "2",
            "--distortions", "image_denoising,jpeg2000", "--quiet", "-o", str(out)]
     for trial in range(3):
+        before = partial.stat().st_mtime_ns if partial.exists() else None
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         deadline = time.monotonic() + 30
-        while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
+        # Wait until this run has opened (or created) the partial file: past the imports, into the work.
+        while (not partial.exists() or partial.stat().st_mtime_ns == before) and proc.poll() is None \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.3 * (trial + 1))  # into the pool's work, at a different point each time
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C does: the whole group
