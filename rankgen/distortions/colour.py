@@ -10,8 +10,17 @@ from .base import DISTORTIONS, from_255, pointwise, require
 from .colourspace import chroma_gain_matrix
 
 
+def _add(values: np.ndarray, offset: float) -> np.ndarray:
+    return values + np.float32(offset)
+
+
+def _add_saturated(image: np.ndarray, offset: float) -> np.ndarray:
+    # OpenCV rounds the scalar to the image's type first: exact for whole grey levels only.
+    return cv2.add(image, (offset, offset, offset, 0))
+
+
 def _shift(image: np.ndarray, offset: float) -> np.ndarray:
-    return pointwise(image, lambda values: values + np.float32(offset))
+    return pointwise(_add, offset, _add_saturated)(image)
 
 
 @DISTORTIONS.register(
@@ -30,9 +39,18 @@ def mean_shift_darker(image: np.ndarray, param: float, rng: np.random.Generator)
     return _shift(image, param)
 
 
+def _multiply(values: np.ndarray, factor: float) -> np.ndarray:
+    return values * np.float32(factor)
+
+
+def _scale(image: np.ndarray, factor: float) -> np.ndarray:
+    # x * float32(factor), rounded half to even and saturated, as the table; |.| is a no-op for gains > 0.
+    return cv2.convertScaleAbs(image, alpha=factor)
+
+
 def _gain(image: np.ndarray, factor: float) -> np.ndarray:
     """The official contrast change: a gain about black, rounded and saturated."""
-    return pointwise(image, lambda values: values * np.float32(factor))
+    return pointwise(_multiply, factor, _scale)(image)
 
 
 @DISTORTIONS.register(
