@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .base import DISTORTIONS, from_255, pointwise, require
+from .base import DISTORTIONS, by_bands, pointwise, require
 from .colourspace import chroma_gain_matrix
 
 
@@ -75,7 +75,8 @@ def contrast_increase(image: np.ndarray, param: float, rng: np.random.Generator)
 def color_saturation(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """Scale Cb and Cr about neutral by `param` (< 1 desaturates; < 0 also inverts hues)."""
     require(param < 1, "color_saturation", f"chroma factor must be < 1, got {param}")
-    return from_255(cv2.transform(image.astype(np.float32), chroma_gain_matrix(param)))
+    matrix = chroma_gain_matrix(param)
+    return by_bands(image, lambda values: cv2.transform(values, matrix, dst=values))
 
 
 PALETTE_MASK, PALETTE_CENTRE = np.uint8(0xF8), np.uint8(4)
