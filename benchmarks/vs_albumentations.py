@@ -31,7 +31,8 @@ from rankgen.distortions.metrics import psnr
 # (rankgen type, albumentations transform as Python source, at about the strength of our level 3)
 PAIRS = [
     ("gaussian_noise", "A.GaussNoise(std_range=(0.1, 0.1), p=1)"),
-    ("multiplicative_noise", "A.MultiplicativeNoise(multiplier=(0.87, 1.13), elementwise=True, p=1)"),
+    # Their factor is uniform: +-0.225 has our level's std 0.13 (0.225 / sqrt(3)); ours is normal (MultiGN.m).
+    ("multiplicative_noise", "A.MultiplicativeNoise(multiplier=(0.775, 1.225), elementwise=True, p=1)"),
     ("color_noise", "A.ISONoise(color_shift=(0.05, 0.05), intensity=(0.5, 0.5), p=1)"),
     ("impulse_noise", "A.SaltAndPepper(amount=(0.05, 0.05), p=1)"),
     ("gaussian_blur", "A.GaussianBlur(blur_limit=(39, 39), sigma_limit=(6.5, 6.5), p=1)"),
@@ -41,13 +42,15 @@ PAIRS = [
     ("block_wise", "A.CoarseDropout(num_holes_range=(8, 8), hole_height_range=(32, 32), hole_width_range=(32, 32), p=1)"),
     ("chromatic_aberration", "A.ChromaticAberration(primary_distortion_limit=(0.05, 0.05), secondary_distortion_limit=(0, 0), mode='red_blue', p=1)"),
     ("jpeg", "A.ImageCompression(compression_type='jpeg', quality_range=(7, 7), p=1)"),
-    ("pixelate", "A.Downscale(scale_range=(0.125, 0.125), p=1)"),
+    # Block means (INTER_AREA) blown up as blocks, as ours; their default samples one pixel per block.
+    ("pixelate", "A.Downscale(scale_range=(0.125, 0.125), interpolation_pair={'downscale': cv2.INTER_AREA, 'upscale': cv2.INTER_NEAREST}, p=1)"),
     ("motion_blur", "A.MotionBlur(blur_limit=(9, 9), p=1)"),
     ("lens_blur", "A.Defocus(radius=(4, 4), alias_blur=(0.1, 0.1), p=1)"),
 ]
 
 PEER = r"""
 import json, sys, time, warnings
+import cv2
 import numpy as np
 warnings.simplefilter("ignore")
 import albumentations as A

@@ -25,6 +25,8 @@ from hypothesis import strategies as st
 from rankgen.distortions import DISTORTIONS, distort, load_recipe
 from rankgen.distortions.base import KERNEL_VERSION, from_255, kernel_version, normal
 from rankgen.distortions.blur import odd_size
+from rankgen.distortions.colourspace import chroma_gain_matrix
+from rankgen.distortions.kadid import _motion_kernel
 from rankgen.distortions.metrics import psnr
 from rankgen.distortions.spatial import BLOCK, PATCH, PATCH_SHIFT, _corners, scaled
 
@@ -190,6 +192,31 @@ def test_spatial_and_sampling_rewrites_give_the_old_bytes(image, seed, count, sh
                                    ("sparse_sampling", share, _v1_sparse_sampling)]:
         new = distort(image, name, param, np.random.default_rng(seed))
         assert new.tobytes() == reference(image, param, np.random.default_rng(seed)).tobytes(), name
+
+
+def _v2_color_saturation(image, param, rng):
+    return _v1_from_255(cv2.transform(image.astype(np.float32), chroma_gain_matrix(param)))
+
+
+def _v1_motion_blur(image, param, rng):
+    kernel = _motion_kernel(param)
+    return _v1_from_255(cv2.filter2D(image.astype(np.float32), -1, kernel, borderType=cv2.BORDER_REPLICATE))
+
+
+def _v1_pixelate(image, param, rng):
+    side, (h, w) = int(round(param)), image.shape[:2]
+    small = cv2.resize(image, (-(-w // side), -(-h // side)), interpolation=cv2.INTER_AREA)
+    return np.repeat(np.repeat(small, side, axis=0), side, axis=1)[:h, :w]
+
+
+@settings(max_examples=60, deadline=None)
+@given(images, st.floats(-1.5, 0.99), st.floats(0.3, 15.0), st.integers(2, 40))
+def test_colour_and_blur_rewrites_give_the_old_bytes(image, chroma, half_length, side):
+    # Motion kernels from 13x13 up go through OpenCV's DFT path, on uint8 as on float32.
+    for name, param, reference in [("color_saturation", chroma, _v2_color_saturation),
+                                   ("motion_blur", half_length, _v1_motion_blur),
+                                   ("pixelate", side, _v1_pixelate)]:
+        assert distort(image, name, param, None).tobytes() == reference(image, param, None).tobytes(), name
 
 
 # -- Kernel version 2: OpenCV's normal generator, seeded per call from the item's generator.

@@ -6,6 +6,8 @@ and converts back to uint8 by rounding and saturating; `to_unit` / `from_unit` r
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -38,10 +40,49 @@ def from_255(values: np.ndarray) -> np.ndarray:
     return cv2.add(values.reshape(-1, 1), 0, dtype=cv2.CV_8U).reshape(values.shape)
 
 
-def pointwise(image: np.ndarray, curve) -> np.ndarray:
-    """from_255(curve(image as float32)) for a curve applied to each sample on its own, through a
-    256-entry table: the same float operations on the 256 possible values, so the same bytes."""
-    return cv2.LUT(image, from_255(curve(np.arange(256, dtype=np.float32))))
+# Pixels per band in `by_bands`: 32 rows of a 512-wide image, 196 KB of float32, stays in L2 cache.
+BAND_PIXELS = 32 * 512
+
+
+def by_bands(image: np.ndarray, per_pixel) -> np.ndarray:
+    """from_255(per_pixel(image as float32)) for a function that maps each pixel on its own.
+
+    Computed a band of rows at a time: the same floats, so the same bytes, but the float temporaries
+    stay in cache instead of making three image-sized passes through memory (3-7x faster when another
+    job shares the memory bus).
+    """
+    out = np.empty_like(image)
+    rows = max(1, BAND_PIXELS // image.shape[1])
+    for top in range(0, image.shape[0], rows):
+        out[top : top + rows] = from_255(per_pixel(image[top : top + rows].astype(np.float32)))
+    return out
+
+
+# Every uint8 value, laid out twice: as one contiguous block (OpenCV's vector loops) and as rows of
+# one pixel (its scalar tails), so a shortcut that matches the table here matches it on any image.
+_EVERY_VALUE = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+_EVERY_VALUE_STRIDED = np.zeros((256, 2, 3), dtype=np.uint8)
+_EVERY_VALUE_STRIDED[:, 0] = np.arange(256, dtype=np.uint8)[:, None]
+_EVERY_VALUE_STRIDED = _EVERY_VALUE_STRIDED[:, :1]
+
+
+@lru_cache(maxsize=1024)
+def pointwise(curve, param: float, shortcut=None):
+    """image -> from_255(curve(image as float32, param)), for a curve applied to each sample on its own.
+
+    Through a 256-entry table: the same float operations on the 256 possible values, so the same
+    bytes. `shortcut(image, param)`, one OpenCV call that is faster than cv2.LUT, is used instead
+    where it gives the table's bytes on every value (checked once per parameter: a cached call costs
+    nothing, and a parameter the shortcut rounds differently falls back to the table).
+    """
+    table = from_255(curve(np.arange(256, dtype=np.float32), param))
+    table.setflags(write=False)
+    if shortcut is not None and all(
+        np.array_equal(shortcut(values, param), cv2.LUT(values, table))
+        for values in (_EVERY_VALUE, _EVERY_VALUE_STRIDED)
+    ):
+        return lambda image: shortcut(image, param)
+    return lambda image: cv2.LUT(image, table)
 
 
 def kernel_version(name: str) -> int:

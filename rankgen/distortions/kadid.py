@@ -8,6 +8,8 @@ gives the TID2013 function its own table.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -37,10 +39,9 @@ def lens_blur(image: np.ndarray, param: float, rng: np.random.Generator) -> np.n
 MOTION_ANGLE = np.pi / 6
 
 
-@DISTORTIONS.register("motion_blur", tid=0, kadid=3, family="blur", metric="psnr", random=False)
-def motion_blur(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
-    """A line 2 `param` px long at 30 degrees (fspecial('motion')), antialiased: camera shake."""
-    require(param > 0, "motion_blur", f"half-length must be > 0, got {param}")
+@lru_cache(maxsize=64)
+def _motion_kernel(param: float) -> np.ndarray:
+    """A line 2 `param` px long at MOTION_ANGLE, supersampled 8x per pixel, normalised."""
     size = 2 * int(np.ceil(param)) + 1
     fine = 8
     step = np.linspace(-param, param, 64 * size + 1)
@@ -49,7 +50,18 @@ def motion_blur(image: np.ndarray, param: float, rng: np.random.Generator) -> np
     kernel = np.zeros((size * fine, size * fine), dtype=np.float32)
     np.add.at(kernel, (ys, xs), 1)
     kernel = kernel.reshape(size, fine, size, fine).sum(axis=(1, 3))
-    return _filter(image, kernel / kernel.sum())
+    kernel = kernel / kernel.sum()
+    kernel.setflags(write=False)
+    return kernel
+
+
+@DISTORTIONS.register("motion_blur", tid=0, kadid=3, family="blur", metric="psnr", random=False)
+def motion_blur(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
+    """A line 2 `param` px long at 30 degrees (fspecial('motion')), antialiased: camera shake."""
+    require(param > 0, "motion_blur", f"half-length must be > 0, got {param}")
+    # On uint8, OpenCV sums the same float products of the nonzero taps as on float32 and rounds them
+    # as from_255 does: the bytes of _filter, without the float copies (tests/test_kernels.py).
+    return cv2.filter2D(image, -1, _motion_kernel(param), borderType=cv2.BORDER_REPLICATE)
 
 
 def _lab(image: np.ndarray) -> np.ndarray:
@@ -146,7 +158,10 @@ def pixelate(image: np.ndarray, param: float, rng: np.random.Generator) -> np.nd
     require(side >= 2, "pixelate", f"block side must be >= 2 px, got {param}")
     h, w = image.shape[:2]
     small = cv2.resize(image, (-(-w // side), -(-h // side)), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(np.repeat(np.repeat(small, side, axis=0), side, axis=1)[:h, :w])
+    # Widen the few block rows first, then copy whole rows: repeating 3-byte pixels over the full image
+    # costs 3x more.
+    rows = np.repeat(small, side, axis=1)[:, :w]
+    return np.repeat(rows, side, axis=0)[:h]
 
 
 @DISTORTIONS.register("color_block", tid=0, kadid=23, family="spatial", metric="intact_area", random=True)
