@@ -7,3 +7,12 @@ import skimage.data
 def photo() -> np.ndarray:
     """A small real photograph (RGB uint8), cheap enough for every test."""
     return np.ascontiguousarray(skimage.data.astronaut()[::4, ::4])
+
+
+# Property tests draw the same examples on every run: CI's verdict must not depend on luck. Run
+# `pytest --hypothesis-profile=explore` to search new examples locally.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("ci")

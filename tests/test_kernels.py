@@ -164,14 +164,7 @@ def test_pointwise_tables_give_the_float_bytes(offset, factor):
         assert distort(big, name, param, None).tobytes() == expected.tobytes(), (name, param)
 
 
-@settings(max_examples=60, deadline=None)
-@given(images, st.floats(1.0, 95.0))
-def test_uint8_blur_gives_the_float_bytes(image, hsize):
-    ksize = odd_size(hsize)
-    assert distort(image, "gaussian_blur", hsize, None).tobytes() == _v1_blur(image, ksize, hsize / 6).tobytes()
-
-
-def test_uint8_blur_does_not_depend_on_the_thread_count():
+def test_blur_does_not_depend_on_the_thread_count():
     image = _image(5, 384, 512, smooth=True)
     before = cv2.getNumThreads()
     try:
