@@ -16,7 +16,7 @@ references outside the labeled test split is the ranked set, so no test scene is
 CNN, CPU. A benchmark, not a test: it prints means, standard deviations and paired wins, and
 writes docs/directions.md.
 
-    nice python benchmarks/directions.py [--seeds 5] [--steps 240] [--out runs/directions]
+    nice python benchmarks/directions.py [--seeds 5] [--steps 200] [--out runs/directions]
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ def run_arm(out: Path, tag: int, label: str, stages: list[list[str]], seed: int)
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=240, help="optimizer steps of every RankIQA and pair-selection arm")
+    ap.add_argument("--steps", type=int, default=200, help="optimizer steps of every RankIQA and pair-selection arm")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "directions")
     ap.add_argument("--doc", type=Path, default=ROOT / "docs" / "directions.md")
     args = ap.parse_args()
