@@ -326,6 +326,24 @@ def test_best_pt_is_a_weights_file_for_fine_tuning(tmp_path, corpora):
     assert ft.exit_code == 0, ft.output
 
 
+def test_fine_tuning_starts_from_the_ranked_network(tmp_path, corpora):
+    """RankIQA+FT: every tensor of the rank run's best.pt, the score head included, is the
+    fine-tuning run's starting point (no head re-initialised, no sign or key lost on the way)."""
+    from train.config import load_config
+    from train.distributed import Dist
+    from train.loop import Trainer
+
+    r = _run(tmp_path, "run", *_sets(tmp_path, f"data.ranked={corpora['distort']}", "name=w", "optim.epochs=1"))
+    assert r.exit_code == 0, r.output
+    saved = torch.load(tmp_path / "runs" / "w" / "best.pt", weights_only=True)["model"]
+    cfg = load_config(None, [*TINY, "train.device=cpu", "objective=regress", f"data.labeled={corpora['annotate']}",
+                             f"out={tmp_path}/runs", "name=ft", f"model.weights={tmp_path}/runs/w/best.pt"])
+    start = Trainer(cfg, Dist(device=torch.device("cpu"))).model.state_dict()
+    assert start.keys() == saved.keys()
+    for key in saved:
+        torch.testing.assert_close(start[key], saved[key], rtol=0, atol=0, msg=key)
+
+
 def test_only_the_corpora_the_run_reads_are_built(tmp_path, monkeypatch):
     import subprocess as sp
 
