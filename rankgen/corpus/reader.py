@@ -81,7 +81,7 @@ class Corpus:
         self.path = Path(path)
         self._file: h5py.File | None = None
         self._pid: int | None = None
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[str, object] = {}  # columns, tables, ragged parts and encodings, read once
         self._references: dict[int, np.ndarray] = {}
         self._validate(kind)
 
@@ -294,10 +294,12 @@ class Corpus:
 
     def ragged_encoding(self, name: str) -> tuple[str, str]:
         """(encoding, dtype string) of a ragged array; schema 1 stored everything raw."""
-        g = self.file[S.RAGGED][name]
-        if self.version == 1:
-            return S.NONE, g[S.DATA].dtype.str
-        return str(g.attrs[S.ATTR_ENCODING]), str(g.attrs[S.ATTR_DTYPE])
+        key = f"encoding:{name}"
+        if key not in self._cache:  # read once: every item's read asks for it
+            g = self.file[S.RAGGED][name]
+            self._cache[key] = ((S.NONE, g[S.DATA].dtype.str) if self.version == 1 else
+                                (str(g.attrs[S.ATTR_ENCODING]), str(g.attrs[S.ATTR_DTYPE])))
+        return self._cache[key]
 
     def ragged_spec(self, name: str) -> tuple[str, int]:
         """(dtype, ndim) as a CorpusWriter takes it."""
