@@ -206,6 +206,10 @@ class Corpus:
         """Whether item `index`'s bytes are in the file (schema 1 and full corpora: always)."""
         return self.version == 1 or bool(self._part(name, S.STORED)[int(index)])
 
+    def stored_items(self, name: str) -> np.ndarray:
+        """Indices of the items whose bytes are in the file."""
+        return np.arange(len(self)) if self.version == 1 else np.flatnonzero(self._part(name, S.STORED))
+
     def stored_count(self, name: str) -> int:
         return len(self) if self.version == 1 else int(self._part(name, S.STORED).sum())
 
