@@ -1,6 +1,9 @@
 """`rankgen distort` end to end: CLI, corpus content, determinism, resume, crops, errors."""
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -228,3 +231,32 @@ def test_retry_counts_are_recorded(tmp_path, photos):
         a, n = distort_recorded(img, name, 0.2 if "transmission" in name else 0.01, np.random.default_rng(3))
         assert n >= 1 and a.tobytes() == distort(img, name, 0.2 if "transmission" in name else 0.01,
                                                  np.random.default_rng(3)).tobytes()
+
+
+@pytest.mark.parametrize("script", ["rankgen", "train"])
+def test_ctrl_c_while_the_console_script_imports_exits_130_with_a_line(script, monkeypatch, capsys):
+    import importlib
+
+    from rankgen import console
+
+    def interrupted(module):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(importlib, "import_module", interrupted)
+    with pytest.raises(SystemExit) as stop:
+        getattr(console, script)()
+    assert stop.value.code == 130
+    assert capsys.readouterr().err == "\ninterrupted while starting: nothing was done\n"
+
+
+def test_the_console_scripts_and_python_m_reach_the_same_commands():
+    import configparser
+
+    scripts = configparser.ConfigParser()
+    scripts.read(Path(__file__).parents[1] / "setup.cfg")
+    assert scripts["options.entry_points"]["console_scripts"].split() == [
+        "rankgen", "=", "rankgen.console:rankgen", "train", "=", "rankgen.console:train"]
+    for package in ("rankgen", "train"):
+        result = subprocess.run([sys.executable, "-m", package, "--help"], capture_output=True, text=True,
+                                cwd=Path(__file__).parents[1])
+        assert result.returncode == 0 and "Usage:" in result.stdout, result.stderr

@@ -1,3 +1,3 @@
-from .cli import main
+from rankgen.console import train
 
-main()
+train()
