@@ -1,12 +1,19 @@
 """One exclusive lock per output (a corpus being written, a training run folder).
 
 flock, not a marker file: the kernel releases it when the holder dies, so a killed run leaves no
-stale lock. The holder's pid is written into the lock file for the message of whoever is refused."""
+stale lock. The holder's pid is written into the lock file for the message of whoever is refused.
+
+A forked child (a pool worker) shares its parent's open files, so it shares this flock and HDF5's
+own lock on the file being written: a child still busy after its parent was killed would keep both,
+and the re-run would be refused until the child's job ended. Children call `die_with_parent`."""
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import os
+import signal
+import sys
 from pathlib import Path
 from typing import IO
 
@@ -33,3 +40,15 @@ def exclusive_lock(path: Path) -> IO:
     handle.write(str(os.getpid()))
     handle.flush()
     return handle
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """In a forked child of process `parent`: be killed when the parent dies (Linux), and exit now if
+    it already has. Elsewhere a no-op: the child then lives until its job ends."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from .corpus import schema as S
 from .corpus.writer import CorpusWriter, encode_rows
 from .errors import RankgenError
+from .locking import die_with_parent
 
 
 @dataclass
@@ -127,7 +128,7 @@ def _ordered_results(work, todo: list, workers: int):
         yield from _dask_results(work, todo, workers, executor.scheduler)
     elif workers > 1 and len(todo) > 1:
         context = mp.get_context("fork" if os.name == "posix" else "spawn")
-        pool = context.Pool(workers, initializer=_ignore_sigint)
+        pool = context.Pool(workers, initializer=_start_worker, initargs=(os.getpid(),))
         try:
             yield from _windowed(lambda job: pool.apply_async(work, (job,)).get, todo, IN_FLIGHT_PER_WORKER * workers)
             pool.close()
@@ -142,9 +143,10 @@ def _ordered_results(work, todo: list, workers: int):
 IN_FLIGHT_PER_WORKER = 2
 
 
-def _ignore_sigint() -> None:
+def _start_worker(parent: int) -> None:
     # Ctrl-C reaches the whole process group; only the parent acts on it (commits, then exits 130).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
 
 
 def _windowed(submit, todo: Sequence, window: int):

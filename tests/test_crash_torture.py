@@ -139,3 +139,34 @@ def test_full_disk_stops_cleanly_keeps_commits_and_resumes(tmp_path, photo):
         assert check(out) == [] and digests(out) == digests(tmp_path / "whole.h5")  # the old file, whole
     finally:
         subprocess.run(["umount", str(disk)])
+
+
+def test_workers_die_with_a_killed_writer_so_the_rerun_is_not_refused(tmp_path):
+    """A pool worker shares the writer's flock and HDF5's lock on the .partial: one that ran on after
+    SIGKILL of the writer refused the immediate re-run ("another process is writing") until its job ended."""
+    import skimage.data
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("workers die with their parent through Linux's PR_SET_PDEATHSIG")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(4):  # full-size photos and the costliest types: each job lasts about a second
+        Image.fromarray(np.roll(skimage.data.astronaut(), 40 * i, axis=1)).save(photos / f"{i}.png")
+    cmd = rankgen("distort", "--dataset", "folder", "--root", photos, "--distortions", "image_denoising,jpeg2000",
+                  "--levels", 5, "--workers", 2, "--quiet", "-o", tmp_path / "out.h5")
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = f"/proc/{proc.pid}/task/{proc.pid}/children"
+    deadline = time.monotonic() + 60
+    while not (os.path.exists(children) and len(open(children).read().split()) == 2):
+        assert proc.poll() is None and time.monotonic() < deadline, "the pool never started"
+        time.sleep(0.05)
+    workers = [int(p) for p in open(children).read().split()]
+    time.sleep(0.3)  # inside their first jobs
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.3)
+    alive = [p for p in workers if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]]
+    assert alive == [], "pool workers outlived the killed writer"
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert check(tmp_path / "out.h5") == []
