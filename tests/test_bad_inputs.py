@@ -723,6 +723,8 @@ def render() -> str:
         "the damaged part stops with exit status 2 and one line, `<file> <message>; run \\`rankgen check <file>\\``;",
         "`rankgen check` lists the problem and exits with status 1. The reader checks the layout when it opens a",
         "file (kinds, lengths, group indices, virtual sources: no pixels read) and each item's CRC when it reads it.",
+        "`rankgen info` reads 8 stored items of each ragged array (the first, the last, evenly spaced between), so",
+        "it stops on damage there and not elsewhere (item 1's CRC here).",
         "`rankgen preview` of a corpus without items says so (`<file> has no items, so there is nothing to preview`).",
         "",
         "| input | stops | what they say (after the file name) | what `rankgen check` lists |",
