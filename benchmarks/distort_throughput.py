@@ -57,7 +57,7 @@ def timed_run(out: Path, workers: int, **kw) -> tuple[float, float, int]:
     return time.perf_counter() - t, time.process_time() - cpu, s.rows
 
 
-def kernel_instrumented_run(out: Path) -> tuple[float, float, int]:
+def kernel_instrumented_run(out: Path, **kw) -> tuple[float, float, int]:
     """--workers 1 runs in this process, so the distortion calls can be timed one by one."""
     spent = [0.0]
     real = jobs_distort.distort_recorded
@@ -71,7 +71,7 @@ def kernel_instrumented_run(out: Path) -> tuple[float, float, int]:
 
     jobs_distort.distort_recorded = timed
     try:
-        wall, _, items = timed_run(out, 1)
+        wall, _, items = timed_run(out, 1, **kw)
     finally:
         jobs_distort.distort_recorded = real
     return wall, spent[0], items
