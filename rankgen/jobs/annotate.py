@@ -135,7 +135,9 @@ def write_annotated(output, listing: Listing, settings: model.Settings, *, comma
     ann = model.simulate(listing.true, listing.ref.astype(str), settings)
     params = {"source": listing.description, "annotators": settings.annotators, "assign": settings.assign,
               "test_fraction": settings.test_fraction, "shift": settings.shift, "warp": settings.warp,
-              "range": [settings.lo, settings.hi], "seed": settings.seed}
+              "range": [settings.lo, settings.hi], "seed": settings.seed,
+              # The split's unit since issue #15: a partial file split by plain reference is not resumed.
+              "split_unit": "scene"}
     items = hashlib.sha256(listing.true.tobytes() + "\x1f".join(listing.path.tolist()).encode()).hexdigest()
     jobs = [
         AnnotateJob(listing.fetch[i], {
