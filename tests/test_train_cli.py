@@ -349,7 +349,7 @@ def test_only_the_corpora_the_run_reads_are_built(tmp_path, monkeypatch):
     import subprocess as sp
 
     from train.distributed import Dist
-    from train.loop import build_corpora
+    from train.build import build_corpora
 
     built = []
 

@@ -24,7 +24,7 @@ def _cfg(tmp, objective):
 
 def _train(cfg, d: Dist) -> dict:
     trainer = Trainer(cfg, d)
-    loader = trainer.loaders["ranked" if cfg["objective"] == "rank" else "labeled"]
+    loader = trainer.data.loaders["ranked" if cfg["objective"] == "rank" else "labeled"]
     pairs = ((b, None) if cfg["objective"] == "rank" else (None, b) for _, b in zip(range(STEPS), loader))
     train_one_epoch(trainer.loss, pairs, trainer.optimizer, trainer.scaler, epoch=1)
     return {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}

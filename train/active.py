@@ -43,10 +43,9 @@ from .data import DensityDataset, ItemBatchSampler, PatchDataset, fit_small, ope
 from .distributed import Dist
 from .errors import TrainError
 from .losses import counting_loss
-from .engine import (atomic_save, autocast, grad_scaler, make_optimizer, make_scheduler, pick_device, predict,
-                     to_device, train_one_epoch)
-from .loop import build_corpora
-from .models import MODELS, build_model
+from .build import build_corpora, build_network, build_optimizer, model_entry
+from .engine import atomic_save, autocast, pick_device, predict, to_device, train_one_epoch
+from .models import MODELS
 
 STRATEGIES = ("active", "random")
 DEFAULT_RECIPE = RECIPES_DIR / "active_default.yaml"
@@ -377,11 +376,7 @@ class Cycle:
         self.cfg, self.pool, self.device = cfg, pool, device
         dc = cfg["data"]
         self.counting = cfg["task"] == "counting"
-        arch = MODELS.entry(cfg["model"]["arch"])
-        if self.counting != (arch.info["output"] == "density"):
-            raise TrainError(f"task {cfg['task']} cannot use model {arch.name} "
-                             f"({'a density model is needed' if self.counting else 'it outputs density maps'})")
-        self.arch = arch.name
+        self.arch = model_entry(cfg).name
         if self.counting:
             stride = MODELS.get(self.arch).stride
             self.train_ds = DensityDataset(pool.corpus, dc["patch"], tuple(dc["scales"]), stride, dc["cache_mb"])
@@ -395,12 +390,7 @@ class Cycle:
     def new_model(self):
         cfg = self.cfg
         torch.manual_seed(item_seed(cfg["seed"], "active-init"))
-        kwargs = {"width": cfg["model"]["width"]} if cfg["model"]["width"] else {}
-        model = build_model(self.arch, **kwargs)
-        if cfg["model"]["weights"]:
-            from .models import load_weights
-
-            load_weights(model, self.arch, cfg["model"]["weights"])
+        model, _ = build_network(cfg, self.arch)
         return model.to(self.device)
 
     def loss(self, model, batch, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -427,9 +417,7 @@ class Cycle:
         sampler = ItemBatchSampler(items, oc["labeled_batch"], seed, drop_last=False)
         loader = DataLoader(self.train_ds, batch_sampler=sampler, num_workers=dc["workers"],
                             pin_memory=self.device.type == "cuda")
-        opt = make_optimizer(model.parameters(), oc)
-        sched = make_scheduler(opt, oc)
-        scaler = grad_scaler(self.device, self.cfg["train"]["amp"])
+        opt, sched, scaler = build_optimizer(self.cfg, model.parameters(), self.device)
         iters = oc["iters_per_epoch"] or len(sampler)
         # Regress the target standardized over D: SSIM (0-1) and PSNR (dB) then train with the same
         # learning rate, and LCC/SROCC are blind to the affine change.
