@@ -2,7 +2,8 @@
 of steps, float32 prediction, checkpoints with RNG state.
 
 `train run` (loop.py), `train active` (active.py), `train eval` and `train predict` (evaluate.py)
-build their data and loss and hand them to these functions; none has a loop of its own. Read
+build their pieces with train.build and their loss, and hand them to these functions; none has a
+loop of its own. Read
 top to bottom: pick_device -> autocast/GradScaler -> make_optimizer -> train_one_epoch -> predict
 -> save/load.
 """

@@ -1,4 +1,4 @@
-"""The training run: corpora -> loaders -> model/criterion/optimizer -> epochs -> run folder."""
+"""`train run`: the pieces of train.build -> epochs of engine.train_one_epoch -> evaluation -> run folder."""
 
 from __future__ import annotations
 
