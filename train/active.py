@@ -38,14 +38,13 @@ from rankgen.errors import RankgenError
 from rankgen.seeding import item_seed, rng_for
 
 from . import metrics as M
+from .build import build_corpora, build_network, build_optimizer, labeled_dataset, model_entry
 from .config import DEFAULTS, KEYS, RECIPES_DIR, _flat, apply_settings, dump, read_recipe, resolve_recipe, validate
-from .data import DensityDataset, ItemBatchSampler, PatchDataset, fit_small, open_corpus, to_tensor
+from .data import ItemBatchSampler, fit_small, open_corpus, to_tensor
 from .distributed import Dist
 from .errors import TrainError
 from .losses import counting_loss
-from .build import build_corpora, build_network, build_optimizer, model_entry
 from .engine import atomic_save, autocast, pick_device, predict, to_device, train_one_epoch
-from .models import MODELS
 
 STRATEGIES = ("active", "random")
 DEFAULT_RECIPE = RECIPES_DIR / "active_default.yaml"
@@ -374,18 +373,11 @@ class Cycle:
 
     def __init__(self, cfg: dict, pool: Pool, device: torch.device):
         self.cfg, self.pool, self.device = cfg, pool, device
-        dc = cfg["data"]
         self.counting = cfg["task"] == "counting"
         self.arch = model_entry(cfg).name
-        if self.counting:
-            stride = MODELS.get(self.arch).stride
-            self.train_ds = DensityDataset(pool.corpus, dc["patch"], tuple(dc["scales"]), stride, dc["cache_mb"])
-            self.test_ds = DensityDataset(pool.test_corpus, dc["patch"], tuple(dc["scales"]), stride, dc["cache_mb"])
-        else:
-            self.train_ds = PatchDataset(pool.corpus, dc["patch"], rotate_deg=dc["rotate"],
-                                         small_images=dc["small_images"], cache_mb=dc["cache_mb"])
-            self.test_ds = self.train_ds
-        self.cuda = device.type == "cuda"
+        # train run's labeled datasets: density maps at the network's stride, or random sub-images.
+        self.train_ds = labeled_dataset(cfg, pool.corpus)
+        self.test_ds = labeled_dataset(cfg, pool.test_corpus) if self.counting else self.train_ds
 
     def new_model(self):
         cfg = self.cfg
