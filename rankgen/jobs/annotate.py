@@ -176,7 +176,7 @@ def report(path) -> list[str]:
     lines.append(f"cross-annotator pairs whose annotated order contradicts the true order: {100 * rate:.1f}% "
                  f"of {pairs:,} pairs with different true scores")
     split = c.column("split")
-    lines.append(f"split by reference: {np.sum(split == model.TRAIN)} train / {np.sum(split == model.TEST)} test items, "
+    lines.append(f"split by scene: {np.sum(split == model.TRAIN)} train / {np.sum(split == model.TEST)} test items, "
                  f"{len(set(c.column('ref')[split == model.TEST].tolist()))} of {len(set(c.column('ref').tolist()))} references in test")
     return lines
 
