@@ -24,7 +24,7 @@ from rankgen.sources import scene_of
 
 from .data import (LABELED_KINDS, DensityDataset, GroupBatchSampler, ItemBatchSampler, PatchDataset, RankedIndex,
                    hold_out_scenes, open_corpus)
-from .distributed import Dist, barrier, main_decides
+from .distributed import Dist, main_decides
 from .engine import grad_scaler, make_optimizer, make_scheduler
 from .errors import TrainError
 from .losses import DCRLoss
@@ -59,8 +59,8 @@ def build_corpora(cfg: dict, d: Dist) -> None:
                 tail = "\n".join(proc.stdout.strip().splitlines()[-5:])
                 raise TrainError(f"building {path} failed (rankgen {' '.join(map(str, args))}):\n{tail}")
 
+        # Also the barrier: the other ranks open the corpus only once the main process built it.
         main_decides(build, d)
-        barrier(d)
 
 
 # -- data ---------------------------------------------------------------------------------------------
