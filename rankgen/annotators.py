@@ -17,6 +17,7 @@ import numpy as np
 
 from .errors import RankgenError
 from .seeding import rng_for
+from .sources import scene_of
 
 ASSIGN_MODES = ("random", "reference")
 TRAIN, TEST = "train", "test"
@@ -95,8 +96,9 @@ def assign(refs: np.ndarray, k: int, mode: str, rng: np.random.Generator) -> np.
 
 
 def split_by_reference(refs: np.ndarray, test_fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """TRAIN/TEST per item; all versions of one reference land in the same split, so none leaks."""
-    names, inverse = np.unique(refs, return_inverse=True)
+    """TRAIN/TEST per item; all versions of one scene (a reference, or both views of a stereo pair:
+    sources.scene_of) land in the same split, so none leaks."""
+    names, inverse = np.unique([scene_of(r) for r in refs], return_inverse=True)
     n_test = round(test_fraction * len(names))
     if test_fraction > 0:
         n_test = max(n_test, 1)

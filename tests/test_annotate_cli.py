@@ -9,6 +9,7 @@ import rankgen.jobs.annotate as annotate_module
 from rankgen import annotators as A
 from rankgen.cli import main
 from rankgen.corpus import Corpus
+from rankgen.sources import scene_of
 from rankgen.jobs.distort import distort as generate
 
 
@@ -25,8 +26,9 @@ def check_model_invariants(c, cols):
     for k in range(len(c.table("annotator_shift"))):
         mine = cols["annotator"] == k
         assert A.kendall_tau(cols["true_score"][mine], cols["score"][mine]) == 1.0
-    test_refs = set(cols["ref"][cols["split"] == "test"].tolist())
-    assert test_refs and not test_refs & set(cols["ref"][cols["split"] == "train"].tolist())
+    scenes = np.array([scene_of(r) for r in cols["ref"]])
+    test_scenes = set(scenes[cols["split"] == "test"].tolist())
+    assert test_scenes and not test_scenes & set(scenes[cols["split"] == "train"].tolist())
     lo, hi = c.attrs["annotator_model"]["lo"], c.attrs["annotator_model"]["hi"]
     assert cols["score"].min() == lo and cols["score"].max() == hi
     for g, k, part in zip(c.groups, c.table("group_annotator"), c.table("group_split")):

@@ -98,6 +98,15 @@ def test_split_fraction_is_by_reference():
     assert len(set(refs[split == A.TEST])) == 5 and (split == A.TEST).sum() == 35
 
 
+def test_split_keeps_stereo_twins_together():
+    # skimage's motorcycle_left/right show one scene: one view in train, the other in test is a leak.
+    refs = np.repeat(["astronaut", "chelsea", "coffee", "rocket", "motorcycle_left", "motorcycle_right"], 3)
+    for seed in range(30):
+        split = A.split_by_reference(refs, 0.4, np.random.default_rng(seed))
+        assert split[refs == "motorcycle_left"][0] == split[refs == "motorcycle_right"][0]
+        assert len(set(split[refs == "motorcycle_left"])) == 1
+
+
 def test_shifts_are_separated():
     for seed in range(20):
         b = np.sort(A.draw_shifts(4, 1.0, np.random.default_rng(seed)))

@@ -211,6 +211,9 @@ def test_counting_run(tmp_path, corpora):
     (["--set", "active.distortions=[not_a_blur]"], "error:"),
     (["--set", "active.pairz=3"], "Did you mean active.pairs"),
     (["--add", "0.01"], "less than one unit per cycle"),
+    # The model checks of train run (train.build), not a second copy of them.
+    (["--set", "model.arch=small_counting"], "model small_counting outputs density maps; use it with task counting"),
+    (["--set", "model.arch=vgg16"], "model.width applies to the small models only, not vgg16"),
 ])
 def test_bad_input_is_one_line(tmp_path, corpora, args, message):
     r = _invoke(*_sets(tmp_path, corpora), *args)

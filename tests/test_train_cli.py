@@ -222,7 +222,8 @@ def test_the_test_split_never_chooses_best_pt(tmp_path, corpora):
 def test_stereo_twins_are_one_scene(refs, twins_together):
     import numpy as np
 
-    from train.data import hold_out_scenes, scene_of
+    from rankgen.sources import scene_of
+    from train.data import hold_out_scenes
 
     assert scene_of("motorcycle_left") == scene_of("motorcycle_right") == "motorcycle"
     assert scene_of("left") == "left" and scene_of("a_leftover") == "a_leftover"
@@ -348,7 +349,7 @@ def test_only_the_corpora_the_run_reads_are_built(tmp_path, monkeypatch):
     import subprocess as sp
 
     from train.distributed import Dist
-    from train.loop import build_corpora
+    from train.build import build_corpora
 
     built = []
 

@@ -38,15 +38,13 @@ from rankgen.errors import RankgenError
 from rankgen.seeding import item_seed, rng_for
 
 from . import metrics as M
+from .build import build_corpora, build_network, build_optimizer, labeled_dataset, model_entry
 from .config import DEFAULTS, KEYS, RECIPES_DIR, _flat, apply_settings, dump, read_recipe, resolve_recipe, validate
-from .data import DensityDataset, ItemBatchSampler, PatchDataset, fit_small, open_corpus, to_tensor
+from .data import ItemBatchSampler, fit_small, open_corpus, to_tensor
 from .distributed import Dist
 from .errors import TrainError
 from .losses import counting_loss
-from .engine import (atomic_save, autocast, grad_scaler, make_optimizer, make_scheduler, pick_device, predict,
-                     to_device, train_one_epoch)
-from .loop import build_corpora
-from .models import MODELS, build_model
+from .engine import atomic_save, autocast, pick_device, predict, to_device, train_one_epoch
 
 STRATEGIES = ("active", "random")
 DEFAULT_RECIPE = RECIPES_DIR / "active_default.yaml"
@@ -375,32 +373,16 @@ class Cycle:
 
     def __init__(self, cfg: dict, pool: Pool, device: torch.device):
         self.cfg, self.pool, self.device = cfg, pool, device
-        dc = cfg["data"]
         self.counting = cfg["task"] == "counting"
-        arch = MODELS.entry(cfg["model"]["arch"])
-        if self.counting != (arch.info["output"] == "density"):
-            raise TrainError(f"task {cfg['task']} cannot use model {arch.name} "
-                             f"({'a density model is needed' if self.counting else 'it outputs density maps'})")
-        self.arch = arch.name
-        if self.counting:
-            stride = MODELS.get(self.arch).stride
-            self.train_ds = DensityDataset(pool.corpus, dc["patch"], tuple(dc["scales"]), stride, dc["cache_mb"])
-            self.test_ds = DensityDataset(pool.test_corpus, dc["patch"], tuple(dc["scales"]), stride, dc["cache_mb"])
-        else:
-            self.train_ds = PatchDataset(pool.corpus, dc["patch"], rotate_deg=dc["rotate"],
-                                         small_images=dc["small_images"], cache_mb=dc["cache_mb"])
-            self.test_ds = self.train_ds
-        self.cuda = device.type == "cuda"
+        self.arch = model_entry(cfg).name
+        # train run's labeled datasets: density maps at the network's stride, or random sub-images.
+        self.train_ds = labeled_dataset(cfg, pool.corpus)
+        self.test_ds = labeled_dataset(cfg, pool.test_corpus) if self.counting else self.train_ds
 
     def new_model(self):
         cfg = self.cfg
         torch.manual_seed(item_seed(cfg["seed"], "active-init"))
-        kwargs = {"width": cfg["model"]["width"]} if cfg["model"]["width"] else {}
-        model = build_model(self.arch, **kwargs)
-        if cfg["model"]["weights"]:
-            from .models import load_weights
-
-            load_weights(model, self.arch, cfg["model"]["weights"])
+        model, _ = build_network(cfg, self.arch)
         return model.to(self.device)
 
     def loss(self, model, batch, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -427,9 +409,7 @@ class Cycle:
         sampler = ItemBatchSampler(items, oc["labeled_batch"], seed, drop_last=False)
         loader = DataLoader(self.train_ds, batch_sampler=sampler, num_workers=dc["workers"],
                             pin_memory=self.device.type == "cuda")
-        opt = make_optimizer(model.parameters(), oc)
-        sched = make_scheduler(opt, oc)
-        scaler = grad_scaler(self.device, self.cfg["train"]["amp"])
+        opt, sched, scaler = build_optimizer(self.cfg, model.parameters(), self.device)
         iters = oc["iters_per_epoch"] or len(sampler)
         # Regress the target standardized over D: SSIM (0-1) and PSNR (dB) then train with the same
         # learning rate, and LCC/SROCC are blind to the affine change.

@@ -12,7 +12,6 @@ up (`data.small_images: resize`).
 from __future__ import annotations
 
 import math
-import re
 from collections import OrderedDict
 
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch.utils.data import Dataset
 from rankgen.corpus import Corpus
 from rankgen.errors import RankgenError
 from rankgen.seeding import item_seed
+from rankgen.sources import scene_of
 
 from .errors import TrainError
 
@@ -239,18 +239,6 @@ def group_crop_seeds(groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             seed.setdefault(int(item), int(row[0]))
     items = np.array(sorted(seed), dtype=np.int64)
     return items, np.array([seed[i] for i in items], dtype=np.int64)
-
-
-# Near-duplicate references count as one: a stereo pair's two views show the same scene, so one
-# view in training and its twin in validation or test would be a leak (skimage's motorcycle_left/right).
-_TWIN = re.compile(r"^(.+?)[_-](left|right)$", re.IGNORECASE)
-
-
-def scene_of(ref) -> str:
-    """The scene a reference shows: its name without a stereo `_left`/`_right` suffix."""
-    name = str(ref)
-    m = _TWIN.match(name)
-    return m.group(1) if m else name
 
 
 def hold_out_scenes(refs: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:

@@ -89,6 +89,45 @@ def decided_by_main(flag: bool, d: Dist) -> bool:
     return bool(t.item())
 
 
+def any_rank(flag: bool, d: Dist) -> bool:
+    """True in every process when `flag` is true in any: a condition one rank sees (a non-finite
+    loss) stops them all at the same step, instead of one raising while the others wait in the
+    next collective."""
+    if d.world == 1:
+        return flag
+    t = torch.tensor([int(flag)], device=d.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def main_decides(fn, d: Dist):
+    """fn() on the main process only (work done once: checks of the run folder, building a corpus,
+    writing checkpoints), its failure raised in every process.
+
+    Without this, an error on rank 0 leaves the other ranks blocked in their next collective until
+    the NCCL timeout. A TrainError reaches every rank with its message; any other exception is
+    re-raised on rank 0 and reported as a TrainError naming it on the others. Returns fn's result
+    on the main process, None elsewhere.
+    """
+    from .errors import TrainError
+
+    result, error = None, None
+    if d.main:
+        try:
+            result = fn()
+        except Exception as exc:  # noqa: BLE001 - every failure must reach the other ranks
+            error = exc
+    if d.world > 1:
+        box = [None if error is None else (isinstance(error, TrainError), str(error) or type(error).__name__)]
+        dist.broadcast_object_list(box, 0)
+        if not d.main and box[0] is not None:
+            is_train_error, message = box[0]
+            raise TrainError(message if is_train_error else f"the main process (rank 0) failed: {message}")
+    if error is not None:
+        raise error
+    return result
+
+
 def gather_shards(local: list, d: Dist) -> list:
     """Items shared out as items[rank::world] and processed locally, back in the original order."""
     if d.world == 1:

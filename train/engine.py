@@ -2,7 +2,8 @@
 of steps, float32 prediction, checkpoints with RNG state.
 
 `train run` (loop.py), `train active` (active.py), `train eval` and `train predict` (evaluate.py)
-build their data and loss and hand them to these functions; none has a loop of its own. Read
+build their pieces with train.build and their loss, and hand them to these functions; none has a
+loop of its own. Read
 top to bottom: pick_device -> autocast/GradScaler -> make_optimizer -> train_one_epoch -> predict
 -> save/load.
 """
@@ -21,6 +22,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from .distributed import Dist, any_rank
 from .errors import TrainError
 from .models import read_torch_file
 
@@ -74,22 +76,27 @@ def make_scheduler(optimizer, oc: dict):
 
 
 # -- one epoch ------------------------------------------------------------------------------------------
-def check_finite(loss: torch.Tensor, parts: dict, step: int, epoch: int) -> None:
+def check_finite(loss: torch.Tensor, parts: dict, step: int, epoch: int, d: Dist | None = None) -> None:
     """Stop at the first non-finite loss, before it reaches the weights: training on would only
-    spread nan through every parameter and every later score."""
-    if torch.isfinite(loss).all():
+    spread nan through every parameter and every later score. Under DDP every rank stops at the
+    same step (any_rank), so none is left waiting in the next step's gradient all-reduce."""
+    finite = bool(torch.isfinite(loss).all())
+    if not (any_rank(not finite, d) if d is not None else not finite):
         return
     terms = ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
-    raise TrainError(f"loss became {loss.item()} at step {step} (epoch {epoch}; {terms}); the run diverged, "
+    where = f"loss became {loss.item()}" if not finite else "the loss of another process became non-finite"
+    raise TrainError(f"{where} at step {step} (epoch {epoch}; {terms}); the run diverged, "
                      "no checkpoint of it was written: lower optim.lr (e.g. --set optim.lr=1e-4) and start again")
 
 
 def train_one_epoch(loss_fn: Callable, batches: Iterable, optimizer, scaler, *, epoch: int, first_step: int = 0,
-                    steps: int | None = None, progress: bool = False, count: Callable = len) -> dict:
+                    steps: int | None = None, progress: bool = False, count: Callable = len,
+                    d: Dist | None = None) -> dict:
     """loss_fn(batch) -> (loss, parts) for every batch, one optimizer step each.
 
     Returns the epoch's row: mean loss and mean of each part, images/s, seconds, steps done.
-    `count(batch)` gives the images a batch holds (for images/s).
+    `count(batch)` gives the images a batch holds (for images/s); `d`, the process group whose
+    ranks stop together at a non-finite loss.
     """
     from tqdm import tqdm
 
@@ -98,7 +105,7 @@ def train_one_epoch(loss_fn: Callable, batches: Iterable, optimizer, scaler, *, 
     t0 = time.perf_counter()
     for batch in bar:
         loss, parts = loss_fn(batch)
-        check_finite(loss, parts, first_step + n + 1, epoch)
+        check_finite(loss, parts, first_step + n + 1, epoch, d)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -11,16 +11,16 @@ from rankgen.corpus import Corpus
 from rankgen.errors import RankgenError
 
 from . import metrics as M
+from .build import build_network
 from .data import PatchDataset, group_crop_seeds, to_tensor
 from .engine import load_checkpoint, pick_device, predict
 from .errors import TrainError
-from .models import MODELS, build_model
+from .models import MODELS
 
 
 def _model(ck: dict, device: torch.device):
-    cfg = ck["config"]
-    kwargs = {"width": cfg["model"]["width"]} if cfg["model"]["width"] else {}
-    model = build_model(ck["arch"], **kwargs)
+    # The network the run built (train.build), its trained weights from the checkpoint itself.
+    model, _ = build_network(ck["config"], ck["arch"], weights=False)
     model.load_state_dict(ck["model"])
     return model.to(device).eval()
 

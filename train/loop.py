@@ -1,157 +1,49 @@
-"""The training run: corpora -> loaders -> model/criterion/optimizer -> epochs -> run folder."""
+"""`train run`: the pieces of train.build -> epochs of engine.train_one_epoch -> evaluation -> run folder."""
 
 from __future__ import annotations
 
 import csv
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
+
+from rankgen.locking import LockHeld, exclusive_lock
 
 from . import metrics as M
+from .build import Split, build_criterion, build_data, build_network, build_optimizer, log, model_entry, place, wrap
 from .config import _flat, dump
-from rankgen.locking import LockHeld, exclusive_lock
-from rankgen.seeding import rng_for
-
-from .data import (LABELED_KINDS, DensityDataset, GroupBatchSampler, ItemBatchSampler, PatchDataset, RankedIndex,
-                   group_crop_seeds, hold_out_scenes, open_corpus, scene_of, to_tensor)
-from .distributed import Dist, barrier, decided_by_main, gather_shards, gather, gather_ints, init_from_env, shutdown
+from .data import DensityDataset, group_crop_seeds, to_tensor
+from .distributed import (Dist, decided_by_main, gather, gather_ints, gather_shards, init_from_env,
+                          main_decides, shutdown)
+from .engine import (atomic_save, autocast, load_checkpoint, pick_device, predict, rng_state, set_rng_state, to_device,
+                     train_one_epoch)
 from .errors import TrainError
-from .engine import (atomic_save, autocast, grad_scaler, load_checkpoint, make_optimizer, make_scheduler, pick_device,
-                     predict, rng_state, set_rng_state, to_device, train_one_epoch)
-from .losses import DCRLoss, allpairs_rank_loss, counting_loss
-from .models import MODELS, build_model, load_weights
-
-
-def log(msg: str, d: Dist | None = None) -> None:
-    if d is None or d.main:
-        print(msg, file=sys.stderr, flush=True)
-
-
-def build_corpora(cfg: dict, d: Dist) -> None:
-    """Run the recipe's `data.build` rankgen commands for the corpora it reads that do not exist yet
-    (one that `--set data.ranked=other.h5` replaced is not built)."""
-    used = {str(v) for v in cfg["data"].values() if isinstance(v, (str, Path))}
-    for path, args in (cfg["data"]["build"] or {}).items():
-        if str(path) not in used:
-            continue
-        path = Path(path)
-        if path.exists():
-            continue
-        if d.main:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "rankgen", *map(str, args), "-o", str(path)]
-            log(f"building {path}: rankgen {' '.join(map(str, args))}")
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            if proc.returncode != 0 or not path.exists():
-                tail = "\n".join(proc.stdout.strip().splitlines()[-5:])
-                raise TrainError(f"building {path} failed (rankgen {' '.join(map(str, args))}):\n{tail}")
-        barrier(d)
-
-
-class Split:
-    """Items of a labeled corpus used for one role (training or evaluation), with their targets."""
-
-    def __init__(self, corpus, items: np.ndarray, dataset, target: str):
-        self.corpus, self.items, self.dataset = corpus, items, dataset
-        self.target = corpus.column(target).astype(np.float32)
-        self.annotator = corpus.column("annotator") if "annotator" in corpus.columns() else None
+from .losses import allpairs_rank_loss, counting_loss
 
 
 class Trainer:
+    """`train run`'s engine: the pieces of train.build, the objective's loss on a pair of batches,
+    epochs through engine.train_one_epoch, evaluation, and the checkpoint state."""
+
     def __init__(self, cfg: dict, d: Dist):
         self.cfg, self.d = cfg, d
         self.task, self.objective = cfg["task"], cfg["objective"]
-        dc, oc = cfg["data"], cfg["optim"]
-        self.entry = MODELS.entry(cfg["model"]["arch"])
-        self.density = self.entry.info["output"] == "density"
-        if self.task == "counting" and not self.density:
-            raise TrainError(f"task counting needs a density model (counting_vgg16, small_counting), not {self.entry.name}")
-        if self.task == "iqa" and self.density:
-            raise TrainError(f"model {self.entry.name} outputs density maps; use it with task counting")
+        self.entry = model_entry(cfg)
         torch.manual_seed(cfg["seed"])
         np.random.seed(cfg["seed"] % 2**32)
-
-        # -- data ---------------------------------------------------------------------------
-        build_corpora(cfg, d)
-        self.ranked = self.ranked_eval = self.labeled = self.labeled_val = self.labeled_eval = None
-        self.loaders: dict[str, DataLoader] = {}
-        patch = dc["patch"]
-        # Pinned host memory is what lets the non_blocking copies of to_device overlap with compute.
-        loader_kw = dict(num_workers=dc["workers"], persistent_workers=dc["workers"] > 0,
-                         pin_memory=d.device.type == "cuda")
-        if dc["ranked"] and self.objective in ("rank", "multitask"):
-            kinds = ("crops",) if self.task == "counting" else ("distort",)
-            corpus = open_corpus(dc["ranked"], kinds, "ranked")
-            groups = corpus.groups
-            train_rows, eval_rows = self.split_refs(corpus, groups, dc["heldout"])
-            self.ranked = RankedIndex(groups, train_rows)
-            self.ranked_eval = RankedIndex(groups, eval_rows) if len(eval_rows) else None
-            self.ranked_ds = PatchDataset(corpus, patch, mode="whole" if self.task == "counting" else "crop",
-                                          rotate_deg=dc["rotate"], small_images=dc["small_images"], cache_mb=dc["cache_mb"])
-            self.ranked_sampler = GroupBatchSampler(self.ranked, oc["batch_size"], cfg["seed"], d.rank, d.world)
-            self.loaders["ranked"] = DataLoader(self.ranked_ds, batch_sampler=self.ranked_sampler, **loader_kw)
-            corpus.close()
-        if dc["labeled"]:
-            kinds = LABELED_KINDS[self.objective if self.objective == "dcr" else self.task]
-            target = "count" if self.task == "counting" else dc["target"]
-            corpus = self.open_labeled(dc["labeled"], kinds, "labeled", target)
-            dataset = self.labeled_dataset(corpus)
-            train_items, val_items = self.carve_validation(corpus, dc["test"])
-            self.labeled = Split(corpus, train_items, dataset, target)
-            self.labeled_val = Split(corpus, val_items, dataset, target) if len(val_items) else None
-            if dc["test"]:
-                test = self.open_labeled(dc["test"], kinds, "test", target)
-                self.labeled_eval = Split(test, np.arange(len(test)), self.labeled_dataset(test), target)
-                test.close()
-            else:
-                self.labeled_eval = Split(corpus, np.flatnonzero(corpus.column("split") == "test"), dataset, target)
-            if self.objective in ("regress", "multitask", "dcr"):
-                batch = oc["batch_size"] if self.objective == "dcr" else oc["labeled_batch"]
-                self.labeled_sampler = ItemBatchSampler(self.labeled.items, batch, cfg["seed"], d.rank, d.world)
-                self.loaders["labeled"] = DataLoader(self.labeled.dataset, batch_sampler=self.labeled_sampler, **loader_kw)
-            corpus.close()
-        if not self.loaders:
-            raise TrainError(f"objective {self.objective!r} has no training data: set data.ranked or data.labeled")
-
-        # -- model, loss, optimizer ---------------------------------------------------------
-        kwargs = {"width": cfg["model"]["width"]} if cfg["model"]["width"] else {}
-        if kwargs and not self.entry.name.startswith("small"):
-            raise TrainError(f"model.width applies to the small models only, not {self.entry.name}")
-        self.model = build_model(self.entry.name, **kwargs)
-        self.notes: list[str] = []
-        if cfg["model"]["weights"]:
-            self.notes += load_weights(self.model, self.entry.name, cfg["model"]["weights"])
-            for n in self.notes:
-                log(f"note: {n}", d)
-        self.criterion = None
-        if self.objective == "dcr":
-            n_ann = int(self.labeled.annotator.max()) + 1 if self.labeled.annotator is not None else 1
-            lc = cfg["loss"]
-            self.criterion = DCRLoss(self.model.embed_dim, n_ann, lambda1=lc["lambda1"], lambda2=lc["lambda2"],
-                                     lambda3=lc["lambda3"], gamma=lc["gamma"], disjoint=lc["disjoint"], grl=lc["grl"])
+        self.data = build_data(cfg, d)
+        self.model, self.notes = build_network(cfg, self.entry.name)
+        for n in self.notes:
+            log(f"note: {n}", d)
+        self.criterion = build_criterion(cfg, self.model, self.data.labeled)
         self.device = d.device
-        self.model.to(self.device)
-        if self.criterion is not None:
-            self.criterion.to(self.device)
-        self.cuda = self.device.type == "cuda"
-        if self.cuda and cfg["train"]["channels_last"]:
-            self.model.to(memory_format=torch.channels_last)
+        place(self.model, self.criterion, cfg, d)
         params = list(self.model.parameters()) + (list(self.criterion.parameters()) if self.criterion else [])
-        self.optimizer = make_optimizer(params, oc)
-        self.scheduler = make_scheduler(self.optimizer, oc)
-        self.scaler = grad_scaler(self.device, cfg["train"]["amp"])
-        self.net = self.model
-        if d.world > 1:
-            self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.cuda else None)
-        if cfg["train"]["compile"]:
-            self.net = torch.compile(self.net)
+        self.optimizer, self.scheduler, self.scaler = build_optimizer(cfg, params, self.device)
+        self.net = wrap(self.model, cfg, d)
         self.epoch = 0
         self.steps = 0
         self.best = -float("inf")
@@ -159,60 +51,6 @@ class Trainer:
         self.history: list[dict] = []
 
     # -- helpers -----------------------------------------------------------------------------
-    def open_labeled(self, path, kinds, role: str, target: str):
-        corpus = open_corpus(path, kinds, role)
-        for col in ("split", target):
-            if col not in corpus.columns():
-                raise TrainError(f"data.{role}: {corpus.path} has no column {col!r}; it has {', '.join(corpus.columns())}")
-        return corpus
-
-    def carve_validation(self, corpus, separate_test) -> tuple[np.ndarray, np.ndarray]:
-        """(train, validation) items of the labeled corpus's split "train", by scene (scene_of).
-
-        Every choice the run makes (best.pt, early stopping) uses validation; the test split is only
-        reported. A training item whose stereo twin is in the test split is left out altogether.
-        """
-        split = corpus.column("split")
-        refs = corpus.column("ref") if "ref" in corpus.columns() else np.arange(len(corpus)).astype(str)
-        train = np.flatnonzero(split == "train")
-        if not separate_test:
-            test_scenes = {scene_of(r) for r in refs[split == "test"]}
-            leaked = np.array([scene_of(r) in test_scenes for r in refs[train]], dtype=bool)
-            if leaked.any():
-                log(f"note: {int(leaked.sum())} training items of {corpus.path} show a scene of the test split "
-                    f"({', '.join(sorted({str(r) for r in refs[train[leaked]]})[:4])}); left out of training", self.d)
-                train = train[~leaked]
-        held = hold_out_scenes(refs[train], self.cfg["data"]["val"], rng_for(self.cfg["seed"], "validation"))
-        if self.cfg["data"]["val"] > 0 and not held.any():
-            log(f"note: {corpus.path} has one training scene only; no validation split, best.pt follows "
-                "the ranked held-out PRA or the training loss", self.d)
-        return train[~held], train[held]
-
-    def labeled_dataset(self, corpus):
-        dc = self.cfg["data"]
-        if self.task == "counting":
-            return DensityDataset(corpus, dc["patch"], tuple(dc["scales"]), self.model_stride(), dc["cache_mb"])
-        return PatchDataset(corpus, dc["patch"], rotate_deg=dc["rotate"], small_images=dc["small_images"],
-                            cache_mb=dc["cache_mb"])
-
-    def model_stride(self) -> int:
-        return MODELS.get(self.cfg["model"]["arch"]).stride
-
-    @staticmethod
-    def split_refs(corpus, groups: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-        """Hold out whole scenes (all rows of a reference and of its stereo twin), so held-out images
-        were never trained on."""
-        anchors = groups[:, 0]
-        # Whole source images go to one side: `ref` (distort) or `source` (crops) when present,
-        # by name where the corpus has the name table (scene_of needs names).
-        column = next((c for c in ("ref", "source") if c in corpus.columns()), None)
-        refs = corpus.column(column)[anchors] if column else anchors
-        table = {"ref": "ref_id", "source": "source_id"}.get(column)
-        if table in corpus.tables():
-            refs = corpus.table(table)[refs]
-        mask = hold_out_scenes(refs, fraction, np.random.default_rng(12345))
-        return np.flatnonzero(~mask), np.flatnonzero(mask)
-
     def autocast(self):
         return autocast(self.device, self.cfg["train"]["amp"])
 
@@ -225,7 +63,7 @@ class Trainer:
         with self.autocast():
             y = self.net(self.to_device(x))
         y = gather(y.float(), self.d)
-        order = self.ranked.order(gather_ints(items.tolist(), self.d)).to(self.device)
+        order = self.data.ranked.order(gather_ints(items.tolist(), self.d)).to(self.device)
         loss = allpairs_rank_loss(y, order, self.cfg["loss"]["margin"])
         return loss, {"rank": loss.item()}
 
@@ -239,12 +77,12 @@ class Trainer:
             return loss, {"count": loss.item()}
         x, items = batch
         items = gather_ints(items.tolist(), self.d)
-        target = torch.from_numpy(self.labeled.target[items]).to(self.device)
+        target = torch.from_numpy(self.data.labeled.target[items]).to(self.device)
         if self.objective == "dcr":
             with self.autocast():
                 y, z = self.net(self.to_device(x), with_embedding=True)
             y, z = gather(y.float(), self.d), gather(z.float(), self.d)
-            ann = self.labeled.annotator
+            ann = self.data.labeled.annotator
             ann = torch.from_numpy(ann[items] if ann is not None else np.zeros(len(items), np.int64))
             return self.criterion(y, z, target, ann.to(self.device))
         with self.autocast():
@@ -271,7 +109,7 @@ class Trainer:
         """(ranked, labeled) pairs for one epoch; the shorter stream is cycled."""
         n = self.cfg["optim"]["iters_per_epoch"]
         streams = {}
-        for name, loader in self.loaders.items():
+        for name, loader in self.data.loaders.items():
             loader.batch_sampler.set_epoch(self.epoch)
             streams[name] = loader
         n = n or max(len(l) for l in streams.values())
@@ -290,10 +128,11 @@ class Trainer:
             yield out.get("ranked"), out.get("labeled")
 
     def train_epoch(self) -> dict:
-        n = self.cfg["optim"]["iters_per_epoch"] or max(len(l) for l in self.loaders.values())
+        n = self.cfg["optim"]["iters_per_epoch"] or max(len(l) for l in self.data.loaders.values())
         row = train_one_epoch(self.loss, self.batches(), self.optimizer, self.scaler, epoch=self.epoch + 1,
                               first_step=self.steps, steps=n, progress=self.d.main and self.cfg["train"]["progress"],
-                              count=lambda b: sum(len(x[0]) for x in b if x is not None) * self.d.world)
+                              count=lambda b: sum(len(x[0]) for x in b if x is not None) * self.d.world,
+                              d=self.d)
         self.steps += row.pop("steps")
         self.scheduler.step()
         return {"epoch": self.epoch + 1, "loss": row.pop("loss"), "lr": self.optimizer.param_groups[0]["lr"], **row}
@@ -316,16 +155,16 @@ class Trainer:
     def evaluate(self) -> dict:
         res = {}
         dc = self.cfg["data"]
-        if self.ranked_eval is not None:
-            groups = self.ranked_eval.groups
+        if self.data.ranked_eval is not None:
+            groups = self.data.ranked_eval.groups
             items, seeds = group_crop_seeds(groups)
             pred = np.full(int(items.max()) + 1, np.nan)
-            pred[items] = self.predict_items(self.ranked_ds, items, dc["test_crops"], seeds)
+            pred[items] = self.predict_items(self.data.ranked_ds, items, dc["test_crops"], seeds)
             res["heldout_pra"] = M.pra_groups(pred, groups)
-        if self.labeled_val is not None:
-            res.update({f"val_{k}": v for k, v in self.labeled_metrics(self.labeled_val).items()})
-        if self.labeled_eval is not None and len(self.labeled_eval.items):
-            res.update(self.labeled_metrics(self.labeled_eval))
+        if self.data.labeled_val is not None:
+            res.update({f"val_{k}": v for k, v in self.labeled_metrics(self.data.labeled_val).items()})
+        if self.data.labeled_eval is not None and len(self.data.labeled_eval.items):
+            res.update(self.labeled_metrics(self.data.labeled_eval))
         return res
 
     def labeled_metrics(self, split: Split) -> dict:
@@ -354,13 +193,18 @@ class Trainer:
         return -self.history[-1]["loss"] if self.history else -float("inf")
 
     # -- checkpoints -------------------------------------------------------------------------
-    def state(self) -> dict:
+    def rng_states(self) -> list[dict]:
+        """Every process's RNG state, by rank (collective: call it on every rank). Each rank draws
+        from its own generators (dropout, augmentation), so a resumed DDP run needs all of them."""
+        return gather_shards([rng_state()], self.d)
+
+    def state(self, rngs: list[dict]) -> dict:
         return {
             "arch": self.entry.name, "config": self.cfg, "epoch": self.epoch, "best": self.best, "best_epoch": self.best_epoch,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "history": self.history,
             "criterion": self.criterion.state_dict() if self.criterion else None,
-            "scaler": self.scaler.state_dict(), "steps": self.steps, "rng": rng_state(),
+            "scaler": self.scaler.state_dict(), "steps": self.steps, "rng": rngs,
         }
 
     def restore(self, ck: dict) -> None:
@@ -375,7 +219,13 @@ class Trainer:
         self.best_epoch, self.steps = ck.get("best_epoch", 0), ck.get("steps", 0)
         if ck.get("scaler"):
             self.scaler.load_state_dict(ck["scaler"])
-        set_rng_state(ck.get("rng"))
+        rng = ck.get("rng")
+        if isinstance(rng, list):
+            # One state per rank; a run resumed on more processes than saved them starts the extra
+            # ranks from rank 0's (their data shards differ anyway: it is not the same run).
+            rng = rng[self.d.rank] if self.d.rank < len(rng) else rng[0]
+        # Checkpoints written before issue #15 hold rank 0's state only: every rank restores it.
+        set_rng_state(rng)
 
 
 def write_metrics(history: list[dict], run_dir: Path) -> None:
@@ -423,10 +273,12 @@ def run(cfg: dict, resume: bool = False) -> dict:
     """Train per the resolved config; return the last evaluation (printed by the CLI)."""
     d = init_from_env(pick_device(cfg["train"]["device"]))
     run_dir = Path(cfg["out"]) / cfg["name"]
-    lock = None
-    if d.main:
+
+    def claim():
         run_dir.mkdir(parents=True, exist_ok=True)
-        lock = lock_run_dir(run_dir)
+        return lock_run_dir(run_dir)
+
+    lock = main_decides(claim, d)
     try:
         result = _run(cfg, resume, d)
     finally:
@@ -459,10 +311,12 @@ def lock_run_dir(run_dir: Path):
 def _run(cfg: dict, resume: bool, d: Dist) -> dict:
     run_dir = Path(cfg["out"]) / cfg["name"]
     last = run_dir / "last.pt"
-    if d.main:
+
+    def check_fresh():
         if last.exists() and not resume:
             raise TrainError(f"{run_dir} already holds a run; pass --resume to continue it or --set name=OTHER")
-    barrier(d)
+
+    main_decides(check_fresh, d)
     ck = None
     if resume and last.exists():
         ck = load_checkpoint(last)
@@ -474,8 +328,7 @@ def _run(cfg: dict, resume: bool, d: Dist) -> dict:
     elif resume:
         # The same command works before and after the first checkpoint: nothing to continue yet.
         log(f"--resume: {run_dir} has no checkpoint yet; starting from the first epoch", d)
-    if d.main:
-        (run_dir / "config.yaml").write_text(dump(cfg))
+    main_decides(lambda: (run_dir / "config.yaml").write_text(dump(cfg)), d)
     trainer = Trainer(cfg, d)
     if ck is not None:
         trainer.restore(ck)
@@ -486,7 +339,10 @@ def _run(cfg: dict, resume: bool, d: Dist) -> dict:
         row = trainer.train_epoch()
         trainer.epoch += 1
         res = trainer.evaluate()
-        if d.main:
+        rngs = trainer.rng_states()
+
+        def record(row=row, res=res, rngs=rngs):
+            """The epoch's row, best.pt choice, checkpoints and curves: the main process's work."""
             row.update(res)
             trainer.history.append(row)
             score = trainer.key_metric(res)
@@ -495,7 +351,7 @@ def _run(cfg: dict, resume: bool, d: Dist) -> dict:
             improved = bool(np.isfinite(score) and score > trainer.best)
             if improved:
                 trainer.best, trainer.best_epoch = score, trainer.epoch
-            state = trainer.state()
+            state = trainer.state(rngs)
             atomic_save(state, last)
             if improved:
                 atomic_save(state, run_dir / "best.pt")
@@ -505,7 +361,9 @@ def _run(cfg: dict, resume: bool, d: Dist) -> dict:
                 for k, v in row.items():
                     if k != "epoch":
                         tb.add_scalar(k, v, trainer.epoch)
-        barrier(d)
+
+        # A checkpoint refused (non-finite weights) or a full disk stops every rank, not rank 0 alone.
+        main_decides(record, d)
         patience = cfg["optim"]["patience"]
         if decided_by_main(bool(patience) and trainer.epoch - trainer.best_epoch >= patience, d):
             log(f"early stop: no better validation score for {patience} epochs (best: epoch {trainer.best_epoch})", d)

@@ -28,7 +28,7 @@ from .common import (echo_summary, guarded, on_error_option, output_option, over
 @click.option("--assign", type=click.Choice(ASSIGN_MODES), default="random", show_default=True,
               help="random: items dealt out evenly; reference: all versions of one reference go to one annotator.")
 @click.option("--test-fraction", default=0.2, show_default=True, type=float,
-              help="Fraction of reference images (with all their versions) held out as the test split.")
+              help="Fraction of scenes (a reference with all its versions, or both views of a stereo pair) held out as the test split.")
 @click.option("--shift", default=1.0, show_default=True, type=float,
               help="Spread of the annotators' mean shifts b_k, in standard deviations of the true scores.")
 @click.option("--warp", default=0.5, show_default=True, type=float,
@@ -49,7 +49,7 @@ def annotate(dataset, root, target, from_, score, k, assign, test_fraction, shif
     Each item goes to exactly one annotator. Annotator k reports g_k(true) + b_k: a mean shift and
     a random strictly increasing warp, so its own items keep their true order exactly while items
     of different annotators do not. One affine map puts all scores into --range. Stored: image,
-    true score, annotator, annotated score, train/test split by reference, model parameters.
+    true score, annotator, annotated score, train/test split by scene (stereo twins together), model parameters.
     Without --dataset or --from, a small distort corpus of scikit-image's photos is built and scored
     by SSIM, so this runs anywhere. Model and layouts: docs/annotators.md.
 

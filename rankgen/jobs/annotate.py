@@ -135,7 +135,9 @@ def write_annotated(output, listing: Listing, settings: model.Settings, *, comma
     ann = model.simulate(listing.true, listing.ref.astype(str), settings)
     params = {"source": listing.description, "annotators": settings.annotators, "assign": settings.assign,
               "test_fraction": settings.test_fraction, "shift": settings.shift, "warp": settings.warp,
-              "range": [settings.lo, settings.hi], "seed": settings.seed}
+              "range": [settings.lo, settings.hi], "seed": settings.seed,
+              # The split's unit since issue #15: a partial file split by plain reference is not resumed.
+              "split_unit": "scene"}
     items = hashlib.sha256(listing.true.tobytes() + "\x1f".join(listing.path.tolist()).encode()).hexdigest()
     jobs = [
         AnnotateJob(listing.fetch[i], {
@@ -174,7 +176,7 @@ def report(path) -> list[str]:
     lines.append(f"cross-annotator pairs whose annotated order contradicts the true order: {100 * rate:.1f}% "
                  f"of {pairs:,} pairs with different true scores")
     split = c.column("split")
-    lines.append(f"split by reference: {np.sum(split == model.TRAIN)} train / {np.sum(split == model.TEST)} test items, "
+    lines.append(f"split by scene: {np.sum(split == model.TRAIN)} train / {np.sum(split == model.TEST)} test items, "
                  f"{len(set(c.column('ref')[split == model.TEST].tolist()))} of {len(set(c.column('ref').tolist()))} references in test")
     return lines
 

@@ -7,6 +7,7 @@ and a one-line `help`. Listing is cheap; decoding happens in the workers.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,19 @@ class SourceItem:
     id: str      # stable key: seeds and resume depend on it, so it must not depend on listing order
     path: str    # a file path, or "skimage:<name>" for a bundled sample
     meta: dict = field(default_factory=dict, compare=False)
+
+
+# Near-duplicate references count as one: a stereo pair's two views show the same scene, so one
+# view in training and its twin in validation or test would be a leak (skimage's motorcycle_left/right).
+_TWIN = re.compile(r"^(.+?)[_-](left|right)$", re.IGNORECASE)
+
+
+def scene_of(ref) -> str:
+    """The scene a reference shows: its name without a stereo `_left`/`_right` suffix. Every split
+    by reference (rankgen annotate's train/test, the trainer's validation and held-out) goes by it."""
+    name = str(ref)
+    m = _TWIN.match(name)
+    return m.group(1) if m else name
 
 
 # meta key: why an item that was listed cannot be read (a non-UTF-8 name, an unreadable folder); reading
