@@ -1,4 +1,8 @@
+import os
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
 
 from rankgen.corpus import Corpus
@@ -59,3 +63,35 @@ def test_small_images_are_padded_or_resized():
 def test_group_crop_seeds_follow_anchor():
     items, seeds = group_crop_seeds(np.array([[0, 1, 2], [0, 3, -1]]))
     assert items.tolist() == [0, 1, 2, 3] and seeds.tolist() == [0, 0, 0, 0]
+
+
+def test_loader_workers_die_with_a_killed_trainer(tmp_path):
+    """They share the trainer's run-folder lock; torch's own watchdog lets them outlive a kill -9 by
+    seconds, long enough to refuse the `train run --resume` typed at once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("workers die with their parent through Linux's PR_SET_PDEATHSIG")
+    script = tmp_path / "trainer.py"
+    script.write_text(
+        "import os, sys, time, torch\n"
+        "from torch.utils.data import DataLoader\n"
+        "from train.build import loader_options\n"
+        "loader = DataLoader(list(range(64)), batch_size=4,\n"
+        "                    **loader_options({'data': {'workers': 2}}, torch.device('cpu')))\n"
+        "next(iter(loader))\n"
+        "print('up', flush=True)\n"
+        "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).parents[1], env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert proc.stdout.readline().strip() == "up"
+    workers = [int(p) for p in open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()]
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.5)
+    alive = [p for p in workers if os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"]
+    assert alive == [], "DataLoader workers outlived the killed trainer"

@@ -38,7 +38,7 @@ from rankgen.errors import RankgenError
 from rankgen.seeding import item_seed, rng_for
 
 from . import metrics as M
-from .build import build_corpora, build_network, build_optimizer, labeled_dataset, model_entry
+from .build import build_corpora, build_network, build_optimizer, labeled_dataset, loader_options, model_entry
 from .config import DEFAULTS, KEYS, RECIPES_DIR, _flat, apply_settings, dump, read_recipe, resolve_recipe, validate
 from .data import ItemBatchSampler, fit_small, open_corpus, to_tensor
 from .distributed import Dist
@@ -404,11 +404,10 @@ class Cycle:
         work every cycle) or, when null, one pass over D; a fresh optimizer each cycle. Returns the mean loss."""
         from torch.utils.data import DataLoader
 
-        oc, dc = self.cfg["optim"], self.cfg["data"]
+        oc = self.cfg["optim"]
         torch.manual_seed(seed)
         sampler = ItemBatchSampler(items, oc["labeled_batch"], seed, drop_last=False)
-        loader = DataLoader(self.train_ds, batch_sampler=sampler, num_workers=dc["workers"],
-                            pin_memory=self.device.type == "cuda")
+        loader = DataLoader(self.train_ds, batch_sampler=sampler, **loader_options(self.cfg, self.device))
         opt, sched, scaler = build_optimizer(self.cfg, model.parameters(), self.device)
         iters = oc["iters_per_epoch"] or len(sampler)
         # Regress the target standardized over D: SSIM (0-1) and PSNR (dB) then train with the same

@@ -10,6 +10,8 @@ command builds it.
 
 from __future__ import annotations
 
+import functools
+import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from rankgen.locking import die_with_parent
 from rankgen.seeding import rng_for
 from rankgen.sources import scene_of
 
@@ -143,10 +146,17 @@ def labeled_dataset(cfg: dict, corpus):
                         cache_mb=dc["cache_mb"])
 
 
-def loader_options(cfg: dict, d: Dist) -> dict:
+def loader_options(cfg: dict, device: torch.device) -> dict:
     # Pinned host memory is what lets the non_blocking copies of to_device overlap with compute.
+    # Workers die with the trainer: they share its run-folder lock, which a worker still waiting out
+    # its parent watchdog (seconds) after a kill -9 would hold against the `--resume`.
     workers = cfg["data"]["workers"]
-    return dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=d.device.type == "cuda")
+    return dict(num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda",
+                worker_init_fn=functools.partial(die_with_trainer, os.getpid()) if workers > 0 else None)
+
+
+def die_with_trainer(trainer: int, worker_id: int) -> None:
+    die_with_parent(trainer)
 
 
 def build_ranked(cfg: dict, d: Dist, data: Data) -> None:
@@ -160,7 +170,7 @@ def build_ranked(cfg: dict, d: Dist, data: Data) -> None:
     data.ranked_ds = PatchDataset(corpus, dc["patch"], mode="whole" if counting else "crop", rotate_deg=dc["rotate"],
                                   small_images=dc["small_images"], cache_mb=dc["cache_mb"])
     sampler = GroupBatchSampler(data.ranked, cfg["optim"]["batch_size"], cfg["seed"], d.rank, d.world)
-    data.loaders["ranked"] = DataLoader(data.ranked_ds, batch_sampler=sampler, **loader_options(cfg, d))
+    data.loaders["ranked"] = DataLoader(data.ranked_ds, batch_sampler=sampler, **loader_options(cfg, d.device))
     corpus.close()
 
 
@@ -184,7 +194,7 @@ def build_labeled(cfg: dict, d: Dist, data: Data) -> None:
     if objective in ("regress", "multitask", "dcr"):
         batch = cfg["optim"]["batch_size"] if objective == "dcr" else cfg["optim"]["labeled_batch"]
         sampler = ItemBatchSampler(data.labeled.items, batch, cfg["seed"], d.rank, d.world)
-        data.loaders["labeled"] = DataLoader(dataset, batch_sampler=sampler, **loader_options(cfg, d))
+        data.loaders["labeled"] = DataLoader(dataset, batch_sampler=sampler, **loader_options(cfg, d.device))
     corpus.close()
 
 
