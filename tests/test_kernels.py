@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from rankgen.distortions import DISTORTIONS, distort, load_recipe
 from rankgen.distortions.base import KERNEL_VERSION, from_255, kernel_version, normal
 from rankgen.distortions.blur import odd_size
-from rankgen.distortions.colourspace import chroma_gain_matrix
+from rankgen.distortions.colourspace import FIXED_BITS, chroma_gain_fixed, chroma_gain_matrix
 from rankgen.distortions.kadid import _motion_kernel
 from rankgen.distortions.metrics import psnr
 from rankgen.distortions.spatial import BLOCK, PATCH, PATCH_SHIFT, _corners, scaled
@@ -187,10 +187,6 @@ def test_spatial_and_sampling_rewrites_give_the_old_bytes(image, seed, count, sh
         assert new.tobytes() == reference(image, param, np.random.default_rng(seed)).tobytes(), name
 
 
-def _v2_color_saturation(image, param, rng):
-    return _v1_from_255(cv2.transform(image.astype(np.float32), chroma_gain_matrix(param)))
-
-
 def _v1_motion_blur(image, param, rng):
     kernel = _motion_kernel(param)
     return _v1_from_255(cv2.filter2D(image.astype(np.float32), -1, kernel, borderType=cv2.BORDER_REPLICATE))
@@ -203,11 +199,10 @@ def _v1_pixelate(image, param, rng):
 
 
 @settings(max_examples=60, deadline=None)
-@given(images, st.floats(-1.5, 0.99), st.floats(0.3, 15.0), st.integers(2, 40))
-def test_colour_and_blur_rewrites_give_the_old_bytes(image, chroma, half_length, side):
+@given(images, st.floats(0.3, 15.0), st.integers(2, 40))
+def test_blur_and_pixelate_rewrites_give_the_old_bytes(image, half_length, side):
     # Motion kernels from 13x13 up go through OpenCV's DFT path, on uint8 as on float32.
-    for name, param, reference in [("color_saturation", chroma, _v2_color_saturation),
-                                   ("motion_blur", half_length, _v1_motion_blur),
+    for name, param, reference in [("motion_blur", half_length, _v1_motion_blur),
                                    ("pixelate", side, _v1_pixelate)]:
         assert distort(image, name, param, None).tobytes() == reference(image, param, None).tobytes(), name
 
@@ -252,3 +247,36 @@ def test_noise_has_the_variance_of_its_formula_in_every_channel(name, param, exp
     assert std == pytest.approx(expected_std, rel=0.03)
     # Correlated noise has fewer independent samples, hence the loose bound on the mean.
     assert out.mean(axis=0) == pytest.approx([128] * 3, abs=0.5)
+
+
+# -- Kernel version 3: uint8 fixed point where float32 cost 4x, each against the formula it computes.
+
+def _v3_color_saturation(image, param, rng):
+    """Kernel 3's integer formula, written out: 10-bit gains, round half up, saturate."""
+    fixed = np.rint(chroma_gain_fixed(param).astype(np.float64) * 2**FIXED_BITS).astype(np.int64)
+    sums = image.reshape(-1, 3).astype(np.int64) @ fixed[:, :3].T + fixed[:, 3] + 2 ** (FIXED_BITS - 1)
+    return np.clip(sums >> FIXED_BITS, 0, 255).astype(np.uint8).reshape(image.shape)
+
+
+def _v2_color_saturation(image, param):
+    return _v1_from_255(cv2.transform(image.astype(np.float32), chroma_gain_matrix(param)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(images, st.floats(-1.5, 0.99))
+def test_color_saturation_is_its_fixed_point_formula(image, chroma):
+    # Odd widths and crops: OpenCV's vector loop and its scalar tail must compute the same formula.
+    kernel = DISTORTIONS.get("color_saturation")
+    for view in (image, image[:, 1:], image[1:, : image.shape[1] // 2 + 1]):
+        out = kernel(np.ascontiguousarray(view), chroma, None)
+        assert out.tobytes() == _v3_color_saturation(view, chroma, None).tobytes()
+        assert np.abs(out.astype(int) - _v2_color_saturation(view, chroma)).max() <= 1
+
+
+def test_color_saturation_moves_greys_as_the_float_map():
+    # Gains that sum to exactly 1 leave a grey only the offset of its row (neutral at 0.5, not
+    # 128/255, as the official code), which rounds as in float: no fixed-point drift along the greys.
+    greys = np.repeat(np.arange(256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2)
+    greys = np.pad(greys, ((0, 16), (0, 16), (0, 0)), mode="wrap")
+    for chroma in (0.4, 0.0, -0.4, -0.8, 0.37, -1.5):
+        assert distort(greys, "color_saturation", chroma, None).tobytes() == _v2_color_saturation(greys, chroma).tobytes()
