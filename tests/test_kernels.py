@@ -207,6 +207,19 @@ def test_blur_and_pixelate_rewrites_give_the_old_bytes(image, half_length, side)
         assert distort(image, name, param, None).tobytes() == reference(image, param, None).tobytes(), name
 
 
+def _v1_jpeg(image, quality):
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(images, st.integers(1, 100))
+def test_jpeg_decoded_by_simplejpeg_gives_opencvs_pixels(image, quality):
+    # Sizes that are not whole MCUs too: both decoders must treat the partial blocks and the 4:2:0
+    # upsampling at the edges alike.
+    assert distort(image, "jpeg", quality, None).tobytes() == _v1_jpeg(image, quality).tobytes()
+
+
 # -- Kernel version 2: OpenCV's normal generator, seeded per call from the item's generator.
 
 def test_kernel_versions_are_recorded():
@@ -280,3 +293,4 @@ def test_color_saturation_moves_greys_as_the_float_map():
     greys = np.pad(greys, ((0, 16), (0, 16), (0, 0)), mode="wrap")
     for chroma in (0.4, 0.0, -0.4, -0.8, 0.37, -1.5):
         assert distort(greys, "color_saturation", chroma, None).tobytes() == _v2_color_saturation(greys, chroma).tobytes()
+
