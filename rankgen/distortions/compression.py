@@ -21,7 +21,7 @@ def jpeg(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarra
     """Encode with libjpeg(-turbo) at quality `param` (4:2:0 chroma, OpenCV's default), decode once.
 
     Decoded by libjpeg-turbo through simplejpeg, straight to RGB: the pixels of OpenCV's decoder
-    (same library, accurate DCT, fancy upsampling; tests/test_kernels.py) in 0.6x its time. The
+    (same library, accurate DCT, fancy upsampling; tests/test_kernels.py) in 0.76x its time. The
     encoder stays OpenCV's: simplejpeg's writes other coefficients, and is no faster.
     """
     quality = int(round(param))
