@@ -28,7 +28,7 @@ from rankgen.distortions.blur import odd_size
 from rankgen.distortions.colourspace import FIXED_BITS, chroma_gain_fixed, chroma_gain_matrix
 from rankgen.distortions.kadid import _motion_kernel
 from rankgen.distortions.metrics import psnr
-from rankgen.distortions.spatial import BLOCK, PATCH, PATCH_SHIFT, _corners, scaled
+from rankgen.distortions.spatial import BLOCK, PATCH, PATCH_SHIFT, scaled
 
 GOLDEN_PATH = Path(__file__).parent / "golden" / "kernels.json"
 SEEDS = 4
@@ -95,10 +95,17 @@ def _v1_blur(image, ksize, sigma):
                                          borderType=cv2.BORDER_REFLECT))
 
 
+def _v1_corners(rng, count, shape, extent):
+    rows, cols = shape[0] // extent, shape[1] // extent
+    offset = rng.integers(0, [shape[0] - rows * extent + 1, shape[1] - cols * extent + 1])
+    cells = rng.choice(rows * cols, size=min(count, rows * cols), replace=False)
+    return np.stack([cells // cols, cells % cols], axis=1) * extent + offset
+
+
 def _v1_non_eccentricity_noise(image, param, rng):
     patch, shift = scaled(PATCH, image.shape, 3), scaled(PATCH_SHIFT, image.shape, 1)
     covered = np.zeros(image.shape[:2], dtype=bool)
-    for top, left in _corners(rng, int(round(param)), image.shape, patch + shift):
+    for top, left in _v1_corners(rng, int(round(param)), image.shape, patch + shift):
         covered[top : top + patch, left : left + patch] = True
     moved = image.copy()
     moved[:-shift, :-shift] = image[shift:, shift:]
@@ -109,7 +116,7 @@ def _v1_block_wise(image, param, rng):
     size = scaled(BLOCK, image.shape, 2)
     colour = np.rint(image.reshape(-1, 3).mean(axis=0)).astype(np.uint8)
     out = image.copy()
-    for top, left in _corners(rng, int(round(param)), image.shape, size):
+    for top, left in _v1_corners(rng, int(round(param)), image.shape, size):
         out[top : top + size, left : left + size] = colour
     return out
 
