@@ -90,11 +90,6 @@ def _v1_from_255(values):
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-def _v1_blur(image, ksize, sigma):
-    return _v1_from_255(cv2.GaussianBlur(image.astype(np.float32), (ksize, ksize), sigmaX=sigma, sigmaY=sigma,
-                                         borderType=cv2.BORDER_REFLECT))
-
-
 def _v1_corners(rng, count, shape, extent):
     rows, cols = shape[0] // extent, shape[1] // extent
     offset = rng.integers(0, [shape[0] - rows * extent + 1, shape[1] - cols * extent + 1])
@@ -181,7 +176,8 @@ def test_blur_does_not_depend_on_the_thread_count():
             outs.append(distort(image, "gaussian_blur", 39, None).tobytes())
     finally:
         cv2.setNumThreads(before)
-    assert outs[0] == outs[1] == outs[2] == _v1_blur(image, 39, 39 / 6).tobytes()
+    assert outs[0] == outs[1] == outs[2]
+    _assert_rounds_as_float_blur(np.frombuffer(outs[0], np.uint8).reshape(image.shape), image, 39, 39 / 6)
 
 
 @settings(max_examples=60, deadline=None)
@@ -301,3 +297,29 @@ def test_color_saturation_moves_greys_as_the_float_map():
     for chroma in (0.4, 0.0, -0.4, -0.8, 0.37, -1.5):
         assert distort(greys, "color_saturation", chroma, None).tobytes() == _v2_color_saturation(greys, chroma).tobytes()
 
+
+
+
+def _v2_chromatic_aberration(image, param, rng):
+    shift, out = int(round(param)), image.copy()
+    for channel, pixels in ((0, shift), (2, shift // 2)):
+        if pixels:
+            out[:, pixels:, channel] = image[:, :-pixels, channel]
+    return out
+
+
+def _assert_rounds_as_float_blur(out, image, ksize, sigma):
+    """out is the float32 blur of `image` rounded, except where that value is within 1e-3 of a tie."""
+    values = cv2.GaussianBlur(image.astype(np.float32), (ksize, ksize), sigmaX=sigma, sigmaY=sigma,
+                              borderType=cv2.BORDER_REFLECT)
+    off = out != _v1_from_255(values)
+    assert np.all(np.abs(values[off] - np.floor(values[off]) - 0.5) < 1e-3)
+    assert np.abs(out.astype(int) - _v1_from_255(values)).max() <= 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(images, st.integers(1, 31), st.floats(1, 45))
+def test_blurs_round_as_the_float32_gaussian_but_on_ties(image, shift, hsize):
+    _assert_rounds_as_float_blur(distort(image, "chromatic_aberration", shift, None),
+                                 _v2_chromatic_aberration(image, shift, None), 3, 0.5)
+    _assert_rounds_as_float_blur(distort(image, "gaussian_blur", hsize, None), image, odd_size(hsize), hsize / 6)

@@ -16,16 +16,16 @@ def odd_size(hsize: float) -> int:
 def blur(image: np.ndarray, ksize: int, sigma: float) -> np.ndarray:
     """Sampled, normalized Gaussian (fspecial) with symmetric padding (imfilter 'symmetric'), rounded.
 
-    In float32, then rounded: OpenCV's uint8 separable filter is 2x faster but rounds a few pixels
-    near .5 the other way (hypothesis found one at the image's last pixel), which would change bytes."""
-    filtered = cv2.GaussianBlur(
-        image.astype(np.float32), (ksize, ksize), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT
-    )
-    return from_255(filtered)
+    Filtered in float32 straight from the uint8 image (kernel 3): no float copy of the input, 1.2-1.8x
+    faster than GaussianBlur on float32, whose sums it matches to an ulp (the bytes differ only where a
+    value lies that close to .5). OpenCV's uint8 GaussianBlur is faster still, but its 8-bit fixed-point
+    taps put a fifth of the samples of a noisy image one grey level off."""
+    kernel = cv2.getGaussianKernel(ksize, sigma, cv2.CV_32F)
+    return from_255(cv2.sepFilter2D(image, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REFLECT))
 
 
 @DISTORTIONS.register(
-    "gaussian_blur", aliases=("tid08",), tid=8, family="blur", metric="psnr", random=False
+    "gaussian_blur", aliases=("tid08",), tid=8, family="blur", metric="psnr", random=False, kernel=3
 )
 def gaussian_blur(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """Kernel of size `param` (hsize) with sigma = hsize / 6, as the official generator."""

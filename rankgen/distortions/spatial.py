@@ -84,22 +84,18 @@ def block_wise(image: np.ndarray, param: float, rng: np.random.Generator) -> np.
 CA_KERNEL, CA_SIGMA = 3, 0.5
 
 
-def _shift_right(channel: np.ndarray, pixels: int) -> np.ndarray:
-    """Move a channel `pixels` columns right; the uncovered left columns keep their own values."""
-    out = channel.copy()
-    if pixels > 0:
-        out[:, pixels:] = channel[:, :-pixels]
-    return out
-
-
 @DISTORTIONS.register(
-    "chromatic_aberration", aliases=("tid23",), tid=23, family="spatial", metric="psnr", random=False
+    "chromatic_aberration", aliases=("tid23",), tid=23, family="spatial", metric="psnr", random=False, kernel=3
 )
 def chromatic_aberration(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
-    """Red moved `param` px and blue `param // 2` px to the right of green, then a light blur."""
+    """Red moved `param` px and blue `param // 2` px to the right of green, then a light blur.
+
+    The uncovered left columns keep their own values. The blur is #08's (`blur`).
+    """
     shift = int(round(param))
     require(1 <= shift < image.shape[1], "chromatic_aberration", f"shift must be in 1..width-1, got {param}")
     out = image.copy()
-    out[:, :, 0] = _shift_right(image[:, :, 0], shift)
-    out[:, :, 2] = _shift_right(image[:, :, 2], shift // 2)
+    out[:, shift:, 0] = image[:, :-shift, 0]
+    if shift // 2:
+        out[:, shift // 2 :, 2] = image[:, : -(shift // 2), 2]
     return blur(out, CA_KERNEL, CA_SIGMA)
