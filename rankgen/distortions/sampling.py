@@ -24,22 +24,29 @@ def sparse_sampling(image: np.ndarray, param: float, rng: np.random.Generator) -
     Gaussian four times wider fills in.
     """
     require(0 < param < 1, "sparse_sampling", f"share of kept pixels must be in (0, 1), got {param}")
-    kept = (rng.random(image.shape[:2]) < param).astype(np.float32)
-    values = image.astype(np.float32) * kept[:, :, None]
+    kept = rng.random(image.shape[:2]) < param
+    # One-channel masks for OpenCV's masked copies: numpy's broadcast over 3 channels costs 10x more.
+    kept_mask = kept.view(np.uint8)
+    weights = kept.astype(np.float32)
+    values = cv2.bitwise_and(image, image, mask=kept_mask).astype(np.float32)
     sigma = SPREAD / np.sqrt(param)
-    rebuilt = np.empty_like(values)
+    rebuilt = None
     missing = np.ones(image.shape[:2], dtype=bool)
     for scale in (1, 4):
-        den = _gaussian(kept, scale * sigma)
+        den = _gaussian(weights, scale * sigma)
         num = _gaussian(values, scale * sigma)
         fill = missing & (den >= 1e-3)
-        # Element-wise the same division as on the filled pixels alone, without gathering them.
-        np.divide(num, den[:, :, None], out=rebuilt, where=fill[:, :, None])
+        # The same IEEE division everywhere; pixels it does not fill are overwritten below.
+        quotient = cv2.divide(num, cv2.merge([den, den, den]))
+        if rebuilt is None:
+            rebuilt = quotient
+        else:
+            cv2.copyTo(quotient, fill.view(np.uint8), rebuilt)
         missing &= ~fill
         if not missing.any():
             break
     else:
         rebuilt[missing] = np.array(cv2.sumElems(image)[:3]) / (image.shape[0] * image.shape[1])
     out = from_255(rebuilt)
-    np.copyto(out, image, where=kept[:, :, None] > 0)
+    cv2.copyTo(image, kept_mask, out)
     return out
