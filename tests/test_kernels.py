@@ -116,6 +116,18 @@ def _v1_block_wise(image, param, rng):
     return out
 
 
+def _v1_color_block(image, param, rng):
+    size = scaled(BLOCK, image.shape, 2)
+    out = image.copy()
+    for top, left in _v1_corners(rng, int(round(param)), image.shape, size):
+        colour = rng.integers(0, 256, size=3, dtype=np.uint8)
+        block = out[top : top + size, left : left + size]
+        block[:] = colour
+        same = np.all(block == image[top : top + size, left : left + size], axis=2)
+        block[same] ^= np.uint8(1)
+    return out
+
+
 def _v1_sparse_sampling(image, param, rng):
     kept = (rng.random(image.shape[:2]) < param).astype(np.float32)
     values = image.astype(np.float32) * kept[:, :, None]
@@ -166,6 +178,19 @@ def test_pointwise_tables_give_the_float_bytes(offset, factor):
         assert distort(big, name, param, None).tobytes() == expected.tobytes(), (name, param)
 
 
+def test_color_block_nudges_a_colour_that_equals_the_reference():
+    # An image of exactly the colour the first block draws: every pixel of that block must change.
+    rng = np.random.default_rng(11)
+    shape = (96, 128, 3)
+    (top, left), = _v1_corners(rng, 1, shape, scaled(BLOCK, shape, 2))
+    image = np.empty(shape, np.uint8)
+    image[:] = rng.integers(0, 256, size=3, dtype=np.uint8)
+    out = distort(image, "color_block", 1, np.random.default_rng(11))
+    size = scaled(BLOCK, shape, 2)
+    assert np.all(out[top : top + size, left : left + size] != image[top : top + size, left : left + size])
+    assert out.tobytes() == _v1_color_block(image, 1, np.random.default_rng(11)).tobytes()
+
+
 def test_blur_does_not_depend_on_the_thread_count():
     image = _image(5, 384, 512, smooth=True)
     before = cv2.getNumThreads()
@@ -184,7 +209,8 @@ def test_blur_does_not_depend_on_the_thread_count():
 @given(images, st.integers(0, 2**32 - 1), st.floats(1, 400), st.floats(0.02, 0.95))
 def test_spatial_rewrites_give_the_old_bytes(image, seed, count, share):
     for name, param, reference in [("non_eccentricity_noise", count, _v1_non_eccentricity_noise),
-                                   ("block_wise", count, _v1_block_wise)]:
+                                   ("block_wise", count, _v1_block_wise),
+                                   ("color_block", count, _v1_color_block)]:
         new = distort(image, name, param, np.random.default_rng(seed))
         assert new.tobytes() == reference(image, param, np.random.default_rng(seed)).tobytes(), name
 

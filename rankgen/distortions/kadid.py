@@ -184,12 +184,12 @@ def color_block(image: np.ndarray, param: float, rng: np.random.Generator) -> np
     size = scaled(BLOCK, image.shape, 2)
     out = image.copy()
     for top, left in _corners(rng, count, image.shape, size):
-        colour = rng.integers(0, 256, size=3, dtype=np.uint8)
-        block = out[top : top + size, left : left + size]
+        colour = rng.integers(0, 256, size=3, dtype=np.uint8).tolist()
+        cv2.rectangle(out, (left, top), (left + size - 1, top + size - 1), colour, cv2.FILLED)
         # A random colour that equals a pixel would leave it intact; nudge it off the reference.
-        block[:] = colour
-        same = np.all(block == image[top : top + size, left : left + size], axis=2)
-        block[same] ^= np.uint8(1)
+        same = cv2.inRange(image[top : top + size, left : left + size], tuple(colour), tuple(colour))
+        if cv2.countNonZero(same):
+            out[top : top + size, left : left + size][same > 0] ^= np.uint8(1)
     return out
 
 
