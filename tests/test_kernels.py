@@ -128,6 +128,12 @@ def _v1_color_block(image, param, rng):
     return out
 
 
+def _v1_saturation_increase(image, param, rng):
+    lab = cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    lab[:, :, 1:] *= np.float32(param)
+    return _v1_from_255(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255)
+
+
 def _v1_sparse_sampling(image, param, rng):
     kept = (rng.random(image.shape[:2]) < param).astype(np.float32)
     values = image.astype(np.float32) * kept[:, :, None]
@@ -231,6 +237,7 @@ def _v1_pixelate(image, param, rng):
 def test_blur_and_pixelate_rewrites_give_the_old_bytes(image, half_length, side):
     # Motion kernels from 13x13 up go through OpenCV's DFT path, on uint8 as on float32.
     for name, param, reference in [("motion_blur", half_length, _v1_motion_blur),
+                                   ("saturation_increase", 1 + half_length, _v1_saturation_increase),
                                    ("pixelate", side, _v1_pixelate)]:
         assert distort(image, name, param, None).tobytes() == reference(image, param, None).tobytes(), name
 

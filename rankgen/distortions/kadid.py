@@ -122,9 +122,10 @@ def color_shift(image: np.ndarray, param: float, rng: np.random.Generator) -> np
 def saturation_increase(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """a* and b* (CIELAB) multiplied by `param` > 1: oversaturated colours."""
     require(param > 1, "saturation_increase", f"factor must be > 1, got {param}; see color_saturation")
-    lab = _lab(image)
-    lab[:, :, 1:] *= np.float32(param)
-    return _rgb(lab)
+    # float32 factor: OpenCV multiplies in double, which on float32 operands rounds as the float32
+    # product does; a per-channel scalar instead of numpy's strided 2-of-3-channel loop (7x slower).
+    factor = float(np.float32(param))
+    return _rgb(cv2.multiply(_lab(image), (1.0, factor, factor, 0.0)))
 
 
 def _tone(image: np.ndarray, curve) -> np.ndarray:
