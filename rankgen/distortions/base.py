@@ -40,24 +40,6 @@ def from_255(values: np.ndarray) -> np.ndarray:
     return cv2.add(values.reshape(-1, 1), 0, dtype=cv2.CV_8U).reshape(values.shape)
 
 
-# Pixels per band in `by_bands`: 32 rows of a 512-wide image, 196 KB of float32, stays in L2 cache.
-BAND_PIXELS = 32 * 512
-
-
-def by_bands(image: np.ndarray, per_pixel) -> np.ndarray:
-    """from_255(per_pixel(image as float32)) for a function that maps each pixel on its own.
-
-    Computed a band of rows at a time: the same floats, so the same bytes, but the float temporaries
-    stay in cache instead of making three image-sized passes through memory (3-7x faster when another
-    job shares the memory bus).
-    """
-    out = np.empty_like(image)
-    rows = max(1, BAND_PIXELS // image.shape[1])
-    for top in range(0, image.shape[0], rows):
-        out[top : top + rows] = from_255(per_pixel(image[top : top + rows].astype(np.float32)))
-    return out
-
-
 # Every uint8 value, laid out twice: as one contiguous block (OpenCV's vector loops) and as rows of
 # one pixel (its scalar tails), so a shortcut that matches the table here matches it on any image.
 _EVERY_VALUE = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
