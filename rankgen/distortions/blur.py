@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .base import DISTORTIONS, from_255, require
+from .base import DISTORTIONS, require
 
 
 def odd_size(hsize: float) -> int:
@@ -16,12 +16,13 @@ def odd_size(hsize: float) -> int:
 def blur(image: np.ndarray, ksize: int, sigma: float) -> np.ndarray:
     """Sampled, normalized Gaussian (fspecial) with symmetric padding (imfilter 'symmetric'), rounded.
 
-    Filtered in float32 straight from the uint8 image (kernel 3): no float copy of the input, 1.2-1.8x
-    faster than GaussianBlur on float32, whose sums it matches to an ulp (the bytes differ only where a
-    value lies that close to .5). OpenCV's uint8 GaussianBlur is faster still, but its 8-bit fixed-point
-    taps put a fifth of the samples of a noisy image one grey level off."""
+    One uint8 -> uint8 `sepFilter2D` with float32 taps (kernel 3): it sums in float32 and rounds
+    half to even itself, so no float image is written or read; 1.5x faster than GaussianBlur on a
+    float32 copy, whose sums it matches to an ulp (the bytes differ only where a value lies that close
+    to .5; tests/test_kernels.py). OpenCV's uint8 GaussianBlur (8-bit fixed-point taps) is not used:
+    it puts up to a fifth of a noisy image's samples one grey level off."""
     kernel = cv2.getGaussianKernel(ksize, sigma, cv2.CV_32F)
-    return from_255(cv2.sepFilter2D(image, cv2.CV_32F, kernel, kernel, borderType=cv2.BORDER_REFLECT))
+    return cv2.sepFilter2D(image, -1, kernel, kernel, borderType=cv2.BORDER_REFLECT)
 
 
 @DISTORTIONS.register(
