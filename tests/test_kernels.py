@@ -263,6 +263,16 @@ def test_kernel_versions_are_recorded():
     assert max(versions.values()) == KERNEL_VERSION
 
 
+def test_normal_samples_are_kernel_2s_per_channel_draws():
+    for shape, std, mean in [((384, 512, 3), 25.5, 0.0), ((33, 37, 3), 0.13, 1.0), ((5, 7), 7.3, 2.2)]:
+        rng = np.random.default_rng(9)
+        old = np.empty(shape, dtype=np.float32)
+        cv2.setRNGSeed(int(rng.integers(0, 2**31)))
+        channels = shape[2] if len(shape) == 3 else 1
+        cv2.randn(old, np.full(channels, mean), np.full(channels, std))
+        assert normal(np.random.default_rng(9), shape, std, mean).tobytes() == old.tobytes()
+
+
 def test_normal_samples_depend_on_the_generator_alone():
     before = cv2.getNumThreads()
     try:
