@@ -16,11 +16,11 @@ def odd_size(hsize: float) -> int:
 def blur(image: np.ndarray, ksize: int, sigma: float) -> np.ndarray:
     """Sampled, normalized Gaussian (fspecial) with symmetric padding (imfilter 'symmetric'), rounded.
 
-    One uint8 -> uint8 `sepFilter2D` with float32 taps (kernel 3): it sums in float32 and rounds
-    half to even itself, so no float image is written or read: 3.5-4.4x faster at 15 and 39 taps than
-    GaussianBlur on a float32 copy, whose sums it matches to an ulp (the bytes differ only where a value lies that close
-    to .5; tests/test_kernels.py). OpenCV's uint8 GaussianBlur (8-bit fixed-point taps) is not used:
-    it puts up to a fifth of a noisy image's samples one grey level off."""
+    One uint8 -> uint8 `sepFilter2D` with float32 taps (kernel 3): it sums in float32 and rounds half
+    to even itself, so no float image is written or read: 3.5-4.4x faster at 15 and 39 taps than
+    GaussianBlur on a float32 copy, whose sums it matches to an ulp (the bytes differ only where a
+    value lies that close to .5; tests/test_kernels.py). OpenCV's uint8 GaussianBlur (8-bit
+    fixed-point taps) is not used: it puts up to a fifth of a noisy image's samples one grey level off."""
     kernel = cv2.getGaussianKernel(ksize, sigma, cv2.CV_32F)
     return cv2.sepFilter2D(image, -1, kernel, kernel, borderType=cv2.BORDER_REFLECT)
 
