@@ -235,9 +235,18 @@ def _(img, p):
 
 @floor("color_shift")
 def _(img, p):
-    out = img.copy()
+    # The kernel's edge map too (until 2026-12 the floor skipped it): uint8 weight, uint8 blend.
     d = p / np.sqrt(2)
-    out[:, :, 1] = cv2.warpAffine(img[:, :, 1], np.float32([[1, 0, d], [0, 1, d]]), img.shape[1::-1])
+    green = cv2.extractChannel(img, 1)
+    moved = cv2.warpAffine(green, np.float32([[1, 0, d], [0, 1, d]]), img.shape[1::-1])
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    edges = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    r = int(np.ceil(p))
+    weight = cv2.dilate(cv2.convertScaleAbs(edges, alpha=255 / edges.max()),
+                        cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    out = img.copy()
+    cv2.insertChannel(cv2.add(green, cv2.multiply(cv2.subtract(moved, green, dtype=cv2.CV_16S), weight,
+                                                   scale=1 / 255, dtype=cv2.CV_16S), dtype=cv2.CV_8U), out, 1)
     return out
 
 

@@ -89,8 +89,10 @@ def main() -> None:
             param = (full.params(name, 5)[2] if name in full.names else kadid.params(name, 6)[2])
             times = []
             for c in range(args.calls):
+                # Made outside the timing, as albumentations seeds its transform once outside it.
+                rng = np.random.default_rng(c)
                 t = time.perf_counter()
-                out = distort(img, name, param, np.random.default_rng(c))
+                out = distort(img, name, param, rng)
                 times.append(time.perf_counter() - t)
             ours[name].append(float(np.median(times)))
             quality[name] = psnr(img, out)

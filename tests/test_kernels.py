@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from rankgen.distortions import DISTORTIONS, distort, load_recipe
 from rankgen.distortions.base import KERNEL_VERSION, from_255, kernel_version, normal
 from rankgen.distortions.blur import odd_size
-from rankgen.distortions.colourspace import chroma_gain_matrix
+from rankgen.distortions.colourspace import FIXED_BITS, chroma_gain_fixed, chroma_gain_matrix
 from rankgen.distortions.kadid import _motion_kernel
 from rankgen.distortions.metrics import psnr
-from rankgen.distortions.spatial import BLOCK, PATCH, PATCH_SHIFT, _corners, scaled
+from rankgen.distortions.spatial import BLOCK, PATCH, PATCH_SHIFT, scaled
 
 GOLDEN_PATH = Path(__file__).parent / "golden" / "kernels.json"
 SEEDS = 4
@@ -90,15 +90,17 @@ def _v1_from_255(values):
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
-def _v1_blur(image, ksize, sigma):
-    return _v1_from_255(cv2.GaussianBlur(image.astype(np.float32), (ksize, ksize), sigmaX=sigma, sigmaY=sigma,
-                                         borderType=cv2.BORDER_REFLECT))
+def _v1_corners(rng, count, shape, extent):
+    rows, cols = shape[0] // extent, shape[1] // extent
+    offset = rng.integers(0, [shape[0] - rows * extent + 1, shape[1] - cols * extent + 1])
+    cells = rng.choice(rows * cols, size=min(count, rows * cols), replace=False)
+    return np.stack([cells // cols, cells % cols], axis=1) * extent + offset
 
 
 def _v1_non_eccentricity_noise(image, param, rng):
     patch, shift = scaled(PATCH, image.shape, 3), scaled(PATCH_SHIFT, image.shape, 1)
     covered = np.zeros(image.shape[:2], dtype=bool)
-    for top, left in _corners(rng, int(round(param)), image.shape, patch + shift):
+    for top, left in _v1_corners(rng, int(round(param)), image.shape, patch + shift):
         covered[top : top + patch, left : left + patch] = True
     moved = image.copy()
     moved[:-shift, :-shift] = image[shift:, shift:]
@@ -109,9 +111,27 @@ def _v1_block_wise(image, param, rng):
     size = scaled(BLOCK, image.shape, 2)
     colour = np.rint(image.reshape(-1, 3).mean(axis=0)).astype(np.uint8)
     out = image.copy()
-    for top, left in _corners(rng, int(round(param)), image.shape, size):
+    for top, left in _v1_corners(rng, int(round(param)), image.shape, size):
         out[top : top + size, left : left + size] = colour
     return out
+
+
+def _v1_color_block(image, param, rng):
+    size = scaled(BLOCK, image.shape, 2)
+    out = image.copy()
+    for top, left in _v1_corners(rng, int(round(param)), image.shape, size):
+        colour = rng.integers(0, 256, size=3, dtype=np.uint8)
+        block = out[top : top + size, left : left + size]
+        block[:] = colour
+        same = np.all(block == image[top : top + size, left : left + size], axis=2)
+        block[same] ^= np.uint8(1)
+    return out
+
+
+def _v1_saturation_increase(image, param, rng):
+    lab = cv2.cvtColor(image.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    lab[:, :, 1:] *= np.float32(param)
+    return _v1_from_255(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255)
 
 
 def _v1_sparse_sampling(image, param, rng):
@@ -164,6 +184,19 @@ def test_pointwise_tables_give_the_float_bytes(offset, factor):
         assert distort(big, name, param, None).tobytes() == expected.tobytes(), (name, param)
 
 
+def test_color_block_nudges_a_colour_that_equals_the_reference():
+    # An image of exactly the colour the first block draws: every pixel of that block must change.
+    rng = np.random.default_rng(11)
+    shape = (96, 128, 3)
+    (top, left), = _v1_corners(rng, 1, shape, scaled(BLOCK, shape, 2))
+    image = np.empty(shape, np.uint8)
+    image[:] = rng.integers(0, 256, size=3, dtype=np.uint8)
+    out = distort(image, "color_block", 1, np.random.default_rng(11))
+    size = scaled(BLOCK, shape, 2)
+    assert np.all(out[top : top + size, left : left + size] != image[top : top + size, left : left + size])
+    assert out.tobytes() == _v1_color_block(image, 1, np.random.default_rng(11)).tobytes()
+
+
 def test_blur_does_not_depend_on_the_thread_count():
     image = _image(5, 384, 512, smooth=True)
     before = cv2.getNumThreads()
@@ -174,21 +207,18 @@ def test_blur_does_not_depend_on_the_thread_count():
             outs.append(distort(image, "gaussian_blur", 39, None).tobytes())
     finally:
         cv2.setNumThreads(before)
-    assert outs[0] == outs[1] == outs[2] == _v1_blur(image, 39, 39 / 6).tobytes()
+    assert outs[0] == outs[1] == outs[2]
+    _assert_rounds_as_float_blur(np.frombuffer(outs[0], np.uint8).reshape(image.shape), image, 39, 39 / 6)
 
 
 @settings(max_examples=60, deadline=None)
 @given(images, st.integers(0, 2**32 - 1), st.floats(1, 400), st.floats(0.02, 0.95))
-def test_spatial_and_sampling_rewrites_give_the_old_bytes(image, seed, count, share):
+def test_spatial_rewrites_give_the_old_bytes(image, seed, count, share):
     for name, param, reference in [("non_eccentricity_noise", count, _v1_non_eccentricity_noise),
                                    ("block_wise", count, _v1_block_wise),
-                                   ("sparse_sampling", share, _v1_sparse_sampling)]:
+                                   ("color_block", count, _v1_color_block)]:
         new = distort(image, name, param, np.random.default_rng(seed))
         assert new.tobytes() == reference(image, param, np.random.default_rng(seed)).tobytes(), name
-
-
-def _v2_color_saturation(image, param, rng):
-    return _v1_from_255(cv2.transform(image.astype(np.float32), chroma_gain_matrix(param)))
 
 
 def _v1_motion_blur(image, param, rng):
@@ -203,13 +233,26 @@ def _v1_pixelate(image, param, rng):
 
 
 @settings(max_examples=60, deadline=None)
-@given(images, st.floats(-1.5, 0.99), st.floats(0.3, 15.0), st.integers(2, 40))
-def test_colour_and_blur_rewrites_give_the_old_bytes(image, chroma, half_length, side):
+@given(images, st.floats(0.3, 15.0), st.integers(2, 40))
+def test_blur_and_pixelate_rewrites_give_the_old_bytes(image, half_length, side):
     # Motion kernels from 13x13 up go through OpenCV's DFT path, on uint8 as on float32.
-    for name, param, reference in [("color_saturation", chroma, _v2_color_saturation),
-                                   ("motion_blur", half_length, _v1_motion_blur),
+    for name, param, reference in [("motion_blur", half_length, _v1_motion_blur),
+                                   ("saturation_increase", 1 + half_length, _v1_saturation_increase),
                                    ("pixelate", side, _v1_pixelate)]:
         assert distort(image, name, param, None).tobytes() == reference(image, param, None).tobytes(), name
+
+
+def _v1_jpeg(image, quality):
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(image[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return cv2.imdecode(encoded, cv2.IMREAD_COLOR)[:, :, ::-1]
+
+
+@settings(max_examples=40, deadline=None)
+@given(images, st.integers(1, 100))
+def test_jpeg_decoded_by_simplejpeg_gives_opencvs_pixels(image, quality):
+    # Sizes that are not whole MCUs too: both decoders must treat the partial blocks and the 4:2:0
+    # upsampling at the edges alike.
+    assert distort(image, "jpeg", quality, None).tobytes() == _v1_jpeg(image, quality).tobytes()
 
 
 # -- Kernel version 2: OpenCV's normal generator, seeded per call from the item's generator.
@@ -218,6 +261,16 @@ def test_kernel_versions_are_recorded():
     versions = {name: kernel_version(name) for name in DISTORTIONS.names()}
     assert set(versions.values()) <= set(range(1, KERNEL_VERSION + 1))
     assert max(versions.values()) == KERNEL_VERSION
+
+
+def test_normal_samples_are_kernel_2s_per_channel_draws():
+    for shape, std, mean in [((384, 512, 3), 25.5, 0.0), ((33, 37, 3), 0.13, 1.0), ((5, 7), 7.3, 2.2)]:
+        rng = np.random.default_rng(9)
+        old = np.empty(shape, dtype=np.float32)
+        cv2.setRNGSeed(int(rng.integers(0, 2**31)))
+        channels = shape[2] if len(shape) == 3 else 1
+        cv2.randn(old, np.full(channels, mean), np.full(channels, std))
+        assert normal(np.random.default_rng(9), shape, std, mean).tobytes() == old.tobytes()
 
 
 def test_normal_samples_depend_on_the_generator_alone():
@@ -252,3 +305,75 @@ def test_noise_has_the_variance_of_its_formula_in_every_channel(name, param, exp
     assert std == pytest.approx(expected_std, rel=0.03)
     # Correlated noise has fewer independent samples, hence the loose bound on the mean.
     assert out.mean(axis=0) == pytest.approx([128] * 3, abs=0.5)
+
+
+# -- Kernel version 3: uint8 fixed point where float32 cost 4x, each against the formula it computes.
+
+def _v3_color_saturation(image, param, rng):
+    """Kernel 3's integer formula, written out: 10-bit gains, round half up, saturate."""
+    fixed = np.rint(chroma_gain_fixed(param).astype(np.float64) * 2**FIXED_BITS).astype(np.int64)
+    sums = image.reshape(-1, 3).astype(np.int64) @ fixed[:, :3].T + fixed[:, 3] + 2 ** (FIXED_BITS - 1)
+    return np.clip(sums >> FIXED_BITS, 0, 255).astype(np.uint8).reshape(image.shape)
+
+
+def _v2_color_saturation(image, param):
+    return _v1_from_255(cv2.transform(image.astype(np.float32), chroma_gain_matrix(param)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(images, st.floats(-1.5, 0.99))
+def test_color_saturation_is_its_fixed_point_formula(image, chroma):
+    # Odd widths and crops: OpenCV's vector loop and its scalar tail must compute the same formula.
+    kernel = DISTORTIONS.get("color_saturation")
+    for view in (image, image[:, 1:], image[1:, : image.shape[1] // 2 + 1]):
+        out = kernel(np.ascontiguousarray(view), chroma, None)
+        assert out.tobytes() == _v3_color_saturation(view, chroma, None).tobytes()
+        assert np.abs(out.astype(int) - _v2_color_saturation(view, chroma)).max() <= 1
+
+
+def test_color_saturation_moves_greys_as_the_float_map():
+    # Gains that sum to exactly 1 leave a grey only the offset of its row (neutral at 0.5, not
+    # 128/255, as the official code), which rounds as in float: no fixed-point drift along the greys.
+    greys = np.repeat(np.arange(256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2)
+    greys = np.pad(greys, ((0, 16), (0, 16), (0, 0)), mode="wrap")
+    for chroma in (0.4, 0.0, -0.4, -0.8, 0.37, -1.5):
+        out = distort(greys, "color_saturation", chroma, None)
+        assert out.tobytes() == _v2_color_saturation(greys, chroma).tobytes()
+
+
+
+
+def _v2_chromatic_aberration(image, param, rng):
+    shift, out = int(round(param)), image.copy()
+    for channel, pixels in ((0, shift), (2, shift // 2)):
+        if pixels:
+            out[:, pixels:, channel] = image[:, :-pixels, channel]
+    return out
+
+
+def _assert_rounds_as_float_blur(out, image, ksize, sigma):
+    """out is the float32 blur of `image` rounded, except where that value is within 1e-3 of a tie."""
+    values = cv2.GaussianBlur(image.astype(np.float32), (ksize, ksize), sigmaX=sigma, sigmaY=sigma,
+                              borderType=cv2.BORDER_REFLECT)
+    off = out != _v1_from_255(values)
+    assert np.all(np.abs(values[off] - np.floor(values[off]) - 0.5) < 1e-3)
+    assert np.abs(out.astype(int) - _v1_from_255(values)).max() <= 1
+
+
+@settings(max_examples=100, deadline=None)
+@given(images, st.integers(1, 31), st.floats(1, 45))
+def test_blurs_round_as_the_float32_gaussian_but_on_ties(image, shift, hsize):
+    _assert_rounds_as_float_blur(distort(image, "chromatic_aberration", shift, None),
+                                 _v2_chromatic_aberration(image, shift, None), 3, 0.5)
+    _assert_rounds_as_float_blur(distort(image, "gaussian_blur", hsize, None), image, odd_size(hsize), hsize / 6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(images, st.integers(0, 2**32 - 1), st.floats(0.005, 0.95))
+def test_sparse_sampling_differs_from_kernel_1_only_where_the_wide_gaussian_fills_in(image, seed, share):
+    new = distort(image, "sparse_sampling", share, np.random.default_rng(seed)).astype(int)
+    old = _v1_sparse_sampling(image, share, np.random.default_rng(seed))
+    kept = (np.random.default_rng(seed).random(image.shape[:2]) < share).astype(np.float32)
+    wide = cv2.GaussianBlur(kept, (0, 0), 0.6 / np.sqrt(share), borderType=cv2.BORDER_REFLECT) < 1e-3
+    assert np.all(new[~wide] == old[~wide])
+    assert np.abs(new - old).max() <= 1

@@ -18,7 +18,7 @@ DISTORTIONS = Registry("distortion")
 
 # Raised whenever a kernel's bytes change on purpose; corpora record it. A type's registry entry
 # names the version its bytes last changed in (`kernel`, 1 when absent); docs/distortions.md lists them.
-KERNEL_VERSION = 2
+KERNEL_VERSION = 3
 
 MIN_SIDE = 32
 FAMILIES = ("noise", "blur", "compression", "colour", "spatial")
@@ -38,24 +38,6 @@ def from_255(values: np.ndarray) -> np.ndarray:
     np.clip(np.rint(values), 0, 255).astype(np.uint8), in one pass without float temporaries."""
     # As one column: OpenCV would read a 1-D array of up to 4 values as a scalar, not an array.
     return cv2.add(values.reshape(-1, 1), 0, dtype=cv2.CV_8U).reshape(values.shape)
-
-
-# Pixels per band in `by_bands`: 32 rows of a 512-wide image, 196 KB of float32, stays in L2 cache.
-BAND_PIXELS = 32 * 512
-
-
-def by_bands(image: np.ndarray, per_pixel) -> np.ndarray:
-    """from_255(per_pixel(image as float32)) for a function that maps each pixel on its own.
-
-    Computed a band of rows at a time: the same floats, so the same bytes, but the float temporaries
-    stay in cache instead of making three image-sized passes through memory (3-7x faster when another
-    job shares the memory bus).
-    """
-    out = np.empty_like(image)
-    rows = max(1, BAND_PIXELS // image.shape[1])
-    for top in range(0, image.shape[0], rows):
-        out[top : top + rows] = from_255(per_pixel(image[top : top + rows].astype(np.float32)))
-    return out
 
 
 # Every uint8 value, laid out twice: as one contiguous block (OpenCV's vector loops) and as rows of
@@ -111,10 +93,11 @@ def normal(rng: np.random.Generator, shape: tuple, std: float, mean: float = 0.0
     samples depend on `rng` alone, not on OpenCV's thread count or the worker.
     """
     out = np.empty(shape, dtype=np.float32)
-    channels = shape[2] if len(shape) == 3 else 1
     cv2.setRNGSeed(int(rng.integers(0, 2**31)))
-    # Per-channel vectors: a bare float would be Scalar(v, 0, 0, 0), leaving later channels at 0.
-    cv2.randn(out, np.full(channels, mean), np.full(channels, std))
+    # Filled as one channel with a scalar mean and std: the same samples in the same order as per-channel
+    # vectors on the HxWx3 array (OpenCV draws the interleaved samples in sequence either way), 15 %
+    # faster (tests/test_kernels.py).
+    cv2.randn(out.reshape(-1, 1), float(mean), float(std))
     return out
 
 

@@ -81,7 +81,10 @@ def color_diffusion(image: np.ndarray, param: float, rng: np.random.Generator) -
     return _rgb(lab)
 
 
-@DISTORTIONS.register("color_shift", tid=0, kadid=5, family="colour", metric="psnr", random=False)
+WEIGHT_LEVELS = 65535
+
+
+@DISTORTIONS.register("color_shift", tid=0, kadid=5, family="colour", metric="psnr", random=False, kernel=3)
 def color_shift(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """Green moved `param` px (at 512x384, scaled with sqrt(area)) down-right, blended in near edges.
 
@@ -93,26 +96,36 @@ def color_shift(image: np.ndarray, param: float, rng: np.random.Generator) -> np
     require(param > 0, "color_shift", f"shift must be > 0, got {param}")
     shift = param * np.sqrt(image.shape[0] * image.shape[1] / TID_AREA)
     dx = dy = shift / np.sqrt(2)
-    green = image[:, :, 1].astype(np.float32)
+    green = cv2.extractChannel(image, 1).astype(np.float32)
     moved = cv2.warpAffine(green, np.float32([[1, 0, dx], [0, 1, dy]]), green.shape[::-1],
                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    edges = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
-    weight = edges / edges.max() if edges.max() > 0 else edges
+    # Sobel of whole grey levels is a whole number either way: no float copy of the grey image needed.
+    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    # cv2.magnitude, not np.hypot (kernel 3): 20x faster, an ulp off on a quarter of the pixels.
+    edges = cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    # The weight edges / max on a 1/65535 grid (kernel 3): dilating uint16 is 2x faster than float32,
+    # and the blend moves by at most 0.002 grey levels. Dilation commutes with the rounding.
+    levels = cv2.multiply(edges, WEIGHT_LEVELS / max(float(edges.max()), 1e-30), dtype=cv2.CV_16U)
     radius = int(np.ceil(shift))
-    weight = cv2.dilate(weight, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
-    out = image.astype(np.float32)
-    out[:, :, 1] = green + weight * (moved - green)
-    return from_255(out)
+    levels = cv2.dilate(levels, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1)))
+    weight = np.multiply(levels, np.float32(1 / WEIGHT_LEVELS), dtype=np.float32)
+    # green + weight (moved - green), in place; red and blue are whole grey levels and stay as they are.
+    moved -= green
+    moved *= weight
+    moved += green
+    out = image.copy()
+    cv2.insertChannel(from_255(moved), out, 1)
+    return out
 
 
 @DISTORTIONS.register("saturation_increase", tid=0, kadid=8, family="colour", metric="saturation", random=False)
 def saturation_increase(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """a* and b* (CIELAB) multiplied by `param` > 1: oversaturated colours."""
     require(param > 1, "saturation_increase", f"factor must be > 1, got {param}; see color_saturation")
-    lab = _lab(image)
-    lab[:, :, 1:] *= np.float32(param)
-    return _rgb(lab)
+    # float32 factor: OpenCV multiplies in double, which on float32 operands rounds as the float32
+    # product does; a per-channel scalar instead of numpy's strided 2-of-3-channel loop (7x slower).
+    factor = float(np.float32(param))
+    return _rgb(cv2.multiply(_lab(image), (1.0, factor, factor, 0.0)))
 
 
 def _tone(image: np.ndarray, curve) -> np.ndarray:
@@ -172,12 +185,12 @@ def color_block(image: np.ndarray, param: float, rng: np.random.Generator) -> np
     size = scaled(BLOCK, image.shape, 2)
     out = image.copy()
     for top, left in _corners(rng, count, image.shape, size):
-        colour = rng.integers(0, 256, size=3, dtype=np.uint8)
-        block = out[top : top + size, left : left + size]
+        colour = rng.integers(0, 256, size=3, dtype=np.uint8).tolist()
+        cv2.rectangle(out, (left, top), (left + size - 1, top + size - 1), colour, cv2.FILLED)
         # A random colour that equals a pixel would leave it intact; nudge it off the reference.
-        block[:] = colour
-        same = np.all(block == image[top : top + size, left : left + size], axis=2)
-        block[same] ^= np.uint8(1)
+        same = cv2.inRange(image[top : top + size, left : left + size], tuple(colour), tuple(colour))
+        if cv2.countNonZero(same):
+            out[top : top + size, left : left + size][same > 0] ^= np.uint8(1)
     return out
 
 
