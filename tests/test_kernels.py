@@ -221,6 +221,21 @@ def test_spatial_rewrites_give_the_old_bytes(image, seed, count, share):
         assert new.tobytes() == reference(image, param, np.random.default_rng(seed)).tobytes(), name
 
 
+def _v1_impulse_noise(image, param, rng):
+    draw = rng.random(image.shape, dtype=np.float32)
+    out = image.copy()
+    out[draw < param / 2] = 0
+    out[(draw >= param / 2) & (draw < param)] = 255
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(images, st.integers(0, 2**32 - 1), st.floats(0.001, 1.0))
+def test_impulse_noise_rewrite_gives_the_old_bytes(image, seed, density):
+    new = distort(image, "impulse_noise", density, np.random.default_rng(seed))
+    assert new.tobytes() == _v1_impulse_noise(image, density, np.random.default_rng(seed)).tobytes()
+
+
 def _v1_motion_blur(image, param, rng):
     kernel = _motion_kernel(param)
     return _v1_from_255(cv2.filter2D(image.astype(np.float32), -1, kernel, borderType=cv2.BORDER_REPLICATE))
