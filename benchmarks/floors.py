@@ -214,14 +214,18 @@ def _(img, p):
     return _lab_u8(img, lambda lab: cv2.LUT(lab, np.stack([np.arange(256, dtype=np.uint8), table, table], 1)[None]))
 
 
-def _tone(img, curve):
-    table = np.clip(255 * curve(np.arange(256) / 255), 0, 255).astype(np.uint8)
-    ident = np.arange(256, dtype=np.uint8)
-    return _lab_u8(img, lambda lab: cv2.LUT(lab, np.stack([table, ident, ident], 1)[None]))
+def _tone(img, exponent):
+    # Float CIELAB, as the kernel: in uint8 CIELAB L* has 256 steps, and a power curve, steep near
+    # black, stretches each dark step into a band of several grey levels: another operation. The
+    # power by OpenCV's float32 cv2.pow, the cheapest there is (the kernel computes it in float64, so
+    # that its bytes do not depend on the CPU; docs/distortions.md, "Kernel versions").
+    lab = cv2.cvtColor(img.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    lab[:, :, 0] = 100 * cv2.pow(lab[:, :, 0] / 100, exponent)
+    return np.clip(np.rint(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB) * 255), 0, 255).astype(np.uint8)
 
 
-FLOORS["brighten"] = lambda img, p: _tone(img, lambda v: v ** (1 / (1 + p)))
-FLOORS["darken"] = lambda img, p: _tone(img, lambda v: v ** (1 + p))
+FLOORS["brighten"] = lambda img, p: _tone(img, 1 / (1 + p))
+FLOORS["darken"] = lambda img, p: _tone(img, 1 + p)
 
 
 @floor("high_sharpen")
