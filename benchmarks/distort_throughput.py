@@ -57,10 +57,11 @@ def timed_run(out: Path, workers: int, **kw) -> tuple[float, float, int]:
     return time.perf_counter() - t, time.process_time() - cpu, s.rows
 
 
-def kernel_instrumented_run(out: Path, **kw) -> tuple[float, float, int]:
-    """--workers 1 runs in this process, so the distortion calls can be timed one by one."""
+def kernel_instrumented_run(out: Path, jobs: list | None = None, **kw) -> tuple[float, float, int]:
+    """--workers 1 runs in this process, so the distortion calls can be timed one by one (and, into
+    `jobs`, each job's time: its source's decoding and kernels, without the encoding)."""
     spent = [0.0]
-    real = jobs_distort.distort_recorded
+    real, real_job = jobs_distort.distort_recorded, jobs_distort.distort_source
 
     def timed(*args, **kwargs):
         t = time.perf_counter()
@@ -69,12 +70,29 @@ def kernel_instrumented_run(out: Path, **kw) -> tuple[float, float, int]:
         finally:
             spent[0] += time.perf_counter() - t
 
-    jobs_distort.distort_recorded = timed
+    def timed_job(job):
+        t = time.perf_counter()
+        try:
+            return real_job(job)
+        finally:
+            if jobs is not None:
+                jobs.append(time.perf_counter() - t)
+
+    jobs_distort.distort_recorded, jobs_distort.distort_source = timed, timed_job
     try:
         wall, _, items = timed_run(out, 1, **kw)
     finally:
-        jobs_distort.distort_recorded = real
+        jobs_distort.distort_recorded, jobs_distort.distort_source = real, real_job
     return wall, spent[0], items
+
+
+def in_order_cap(job_times: list[float], workers: int) -> float:
+    """The speed-up that jobs of these durations allow on `workers` workers taking them in order,
+    each the next job as soon as it is free (what the pool does), before any other cost."""
+    free = [0.0] * workers
+    for t in job_times:
+        free[free.index(min(free))] += t
+    return sum(job_times) / max(free)
 
 
 def writing(tmp: Path, rounds: int) -> None:
@@ -82,8 +100,10 @@ def writing(tmp: Path, rounds: int) -> None:
     print(f"\n## writing: the default corpus (rankgen distort), {rounds} alternating rounds; {load()}")
     walls = {1: [], 2: []}
     ratio_kernel, writer_cpu, kernel_per_item = [], [], []
+    job_times: list[float] = []
     for _ in range(rounds):
-        wall, kernels, items = kernel_instrumented_run(tmp / "w1.h5")
+        job_times.clear()
+        wall, kernels, items = kernel_instrumented_run(tmp / "w1.h5", job_times)
         walls[1].append(wall)
         ratio_kernel.append(wall / kernels)
         kernel_per_item.append(kernels / items)
@@ -97,6 +117,8 @@ def writing(tmp: Path, rounds: int) -> None:
           f"CPU per image {1e3 * np.median(kernel_per_item):.2f} ms = {np.median(writer_cpu) / np.median(kernel_per_item):.3f} "
           "(target <= 0.10)")
     print(f"speed-up --workers 2 / --workers 1: {w1 / w2:.2f}x (target >= 1.7 on 2 idle cores); {load()}")
+    print(f"{len(job_times)} jobs of {min(job_times):.2f}-{max(job_times):.2f} s (decoding + kernels, last round): "
+          f"taken in order by 2 workers they cap the speed-up at {in_order_cap(job_times, 2):.2f}x")
     from rankgen.corpus import Corpus
 
     c = Corpus(tmp / "w2.h5")

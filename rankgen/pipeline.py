@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import cv2
 from tqdm import tqdm
 
 from .corpus import schema as S
@@ -137,7 +138,13 @@ def _ordered_results(work, todo: list, workers: int):
             pool.terminate()
             pool.join()
     else:
-        yield from map(work, todo)
+        # --workers N is N cores: here as OpenCV's threads, restored for the caller afterwards.
+        previous = cv2.getNumThreads()
+        cv2.setNumThreads(workers)
+        try:
+            yield from map(work, todo)
+        finally:
+            cv2.setNumThreads(previous)
 
 
 IN_FLIGHT_PER_WORKER = 2
@@ -147,6 +154,9 @@ def _start_worker(parent: int) -> None:
     # Ctrl-C reaches the whole process group; only the parent acts on it (commits, then exits 130).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent)
+    # One core per worker: OpenCV's own thread pool (all cores by default) in every worker would
+    # oversubscribe the machine, and at --workers 1 it made one "worker" use every core.
+    cv2.setNumThreads(1)
 
 
 def _windowed(submit, todo: Sequence, window: int):

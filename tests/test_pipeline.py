@@ -71,6 +71,31 @@ def test_rows_reach_the_writer_encoded(tmp_path, monkeypatch, workers):
     assert Corpus(tmp_path / "e.h5").image(5).shape == (3, 3, 3)
 
 
+def opencv_threads_seen(job):
+    import cv2
+
+    return JobResult(rows=[{"i": cv2.getNumThreads(), "image": np.zeros((3, 3, 3), np.uint8)}])
+
+
+@pytest.mark.parametrize("workers, jobs", [(1, 4), (2, 4), (2, 1)])
+def test_workers_n_is_n_cores_of_opencv_threads_and_the_caller_keeps_its_setting(tmp_path, workers, jobs):
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(3)
+    try:
+        with CorpusWriter(tmp_path / "t.h5", "distort", columns={"i": "int64"}, ragged={"image": ("uint8", 3)},
+                          attrs={}, fingerprint="t") as w:
+            run_jobs(range(jobs), opencv_threads_seen, w, workers=workers, progress=False)
+            w.finish()
+        assert cv2.getNumThreads() == 3
+    finally:
+        cv2.setNumThreads(before)
+    # In a pool each worker is one core; one job (or --workers 1) runs here with `workers` threads.
+    expected = 1 if jobs > 1 else workers
+    assert Corpus(tmp_path / "t.h5").column("i").tolist() == [expected] * jobs
+
+
 @pytest.mark.skipif(os.name != "posix", reason="process groups and SIGINT")
 def test_ctrl_c_with_a_pool_exits_130_and_keeps_a_resumable_partial(tmp_path, photo):
     from PIL import Image
