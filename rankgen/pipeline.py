@@ -8,6 +8,7 @@ re-run skips them.
 from __future__ import annotations
 
 import collections
+import contextlib
 import contextvars
 import functools
 import itertools
@@ -129,7 +130,11 @@ def _ordered_results(work, todo: list, workers: int):
         yield from _dask_results(work, todo, workers, executor.scheduler)
     elif workers > 1 and len(todo) > 1:
         context = mp.get_context("fork" if os.name == "posix" else "spawn")
-        pool = context.Pool(workers, initializer=_start_worker, initargs=(os.getpid(),))
+        # One core per worker: OpenCV's own thread pool (all cores by default) in every worker would
+        # oversubscribe the machine. Set here, before the fork, and inherited: calling
+        # cv2.setNumThreads in a forked child whose parent had started OpenCV's threads deadlocks.
+        with _opencv_threads(1):
+            pool = context.Pool(workers, initializer=_start_worker, initargs=(os.getpid(),))
         try:
             yield from _windowed(lambda job: pool.apply_async(work, (job,)).get, todo, IN_FLIGHT_PER_WORKER * workers)
             pool.close()
@@ -138,13 +143,20 @@ def _ordered_results(work, todo: list, workers: int):
             pool.terminate()
             pool.join()
     else:
-        # --workers N is N cores: here as OpenCV's threads, restored for the caller afterwards.
-        previous = cv2.getNumThreads()
-        cv2.setNumThreads(workers)
-        try:
+        # --workers N is N cores: here as OpenCV's threads (without this, --workers 1 used every core).
+        with _opencv_threads(workers):
             yield from map(work, todo)
-        finally:
-            cv2.setNumThreads(previous)
+
+
+@contextlib.contextmanager
+def _opencv_threads(n: int):
+    """OpenCV's thread count set to n, and the caller's restored afterwards."""
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(n)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
 
 
 IN_FLIGHT_PER_WORKER = 2
@@ -154,9 +166,6 @@ def _start_worker(parent: int) -> None:
     # Ctrl-C reaches the whole process group; only the parent acts on it (commits, then exits 130).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent)
-    # One core per worker: OpenCV's own thread pool (all cores by default) in every worker would
-    # oversubscribe the machine, and at --workers 1 it made one "worker" use every core.
-    cv2.setNumThreads(1)
 
 
 def _windowed(submit, todo: Sequence, window: int):

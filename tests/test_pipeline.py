@@ -96,6 +96,32 @@ def test_workers_n_is_n_cores_of_opencv_threads_and_the_caller_keeps_its_setting
     assert Corpus(tmp_path / "t.h5").column("i").tolist() == [expected] * jobs
 
 
+POOL_AFTER_OPENCV_THREADS = """
+import sys, numpy as np, cv2
+from rankgen.corpus import CorpusWriter
+from rankgen.pipeline import JobResult, run_jobs
+
+def blurred(job):
+    return JobResult(rows=[{"i": job, "image": cv2.GaussianBlur(np.full((256, 256, 3), job, np.uint8), (0, 0), 3)}])
+
+cv2.setNumThreads(4)
+cv2.GaussianBlur(np.zeros((2048, 2048, 3), np.uint8), (0, 0), 5)  # the caller's OpenCV threads now run
+with CorpusWriter(sys.argv[1], "distort", columns={"i": "int64"}, ragged={"image": ("uint8", 3)}, attrs={},
+                  fingerprint="t") as w:
+    run_jobs(range(4), blurred, w, workers=2, progress=False)
+    w.finish()
+print(cv2.getNumThreads())
+"""
+
+
+def test_a_pool_after_the_callers_opencv_threads_ran_does_not_deadlock(tmp_path):
+    # Setting OpenCV's thread count inside a forked worker, once the parent had started OpenCV's
+    # threads, hung every worker in a futex.
+    r = subprocess.run([sys.executable, "-c", POOL_AFTER_OPENCV_THREADS, str(tmp_path / "t.h5")], capture_output=True,
+                       text=True, timeout=60, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert r.returncode == 0 and r.stdout.strip() == "4", r.stderr
+
+
 @pytest.mark.skipif(os.name != "posix", reason="process groups and SIGINT")
 def test_ctrl_c_with_a_pool_exits_130_and_keeps_a_resumable_partial(tmp_path, photo):
     from PIL import Image
