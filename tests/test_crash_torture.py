@@ -89,7 +89,8 @@ def test_sigkill_at_random_moments_never_corrupts(setup):
         if out.exists():  # the kill came after the rename: the file must be whole
             assert check(out) == [], f"trial {trial}: a file under the final name must be whole"
         else:
-            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            rerun = subprocess.run(cmd, capture_output=True, text=True)
+            assert rerun.returncode == 0, f"trial {trial}: the re-run failed: {rerun.stderr[-2000:]}"
         assert check(out) == []
         assert digests(out) == expected, f"trial {trial}: the re-run differs from the uninterrupted run"
         assert not out.with_name(out.name + ".partial").exists()
