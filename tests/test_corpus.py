@@ -111,6 +111,30 @@ def test_partial_of_another_command_is_kept_unless_overwrite(tmp_path):
     w.close()
 
 
+@pytest.mark.parametrize("keep", [0, 96, 400], ids=["empty", "superblock-only", "torn"])
+def test_a_partial_killed_while_being_created_is_started_over(tmp_path, keep):
+    """What SIGKILL leaves right after the partial was created: HDF5's message for a truncated file
+    names the superblock ("sblock->base_addr"), which a loose match on "lock" once took for another
+    process's file lock, refusing the re-run (a crash-torture failure in CI)."""
+    path = tmp_path / "c.h5"
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    w.close()
+    partial = tmp_path / "c.h5.partial"
+    partial.write_bytes(partial.read_bytes()[:keep])
+    with CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f") as w:
+        assert w.n_done == 0 and any("starting over" in n for n in w.notes)
+        w.append(rows(0, 3))
+        w.finish()
+    assert len(Corpus(path)) == 3
+
+
+def test_a_partial_of_another_command_with_nothing_committed_is_started_over(tmp_path):
+    path = tmp_path / "c.h5"
+    CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="old").close()
+    with CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="new") as w:
+        assert w.n_done == 0 and any("nothing was committed" in n for n in w.notes)
+
+
 def test_a_partial_held_open_elsewhere_is_never_discarded(tmp_path):
     path = tmp_path / "c.h5"
     w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")

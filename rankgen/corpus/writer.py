@@ -63,16 +63,12 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _held_elsewhere(path: Path, exc: OSError) -> bool:
-    """Whether HDF5 refused `path` because another process has it open (its file lock), not because
-    the file is broken."""
-    if "lock" in str(exc).lower():
-        return True
-    try:
-        h5py.File(path, "r").close()  # readable, so the writable open was refused for its lock
-        return True
-    except OSError:
-        return False
+def _held_elsewhere(exc: OSError) -> bool:
+    """Whether HDF5 refused to open a file because another process holds its file lock, not because
+    the file is broken. Only the errno and HDF5's own words decide: a truncated file's message names
+    the superblock ("sblock"), and a loose match on "lock" once took a killed run's partial for a
+    held one, refusing the re-run that should have resumed it."""
+    return exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "unable to lock file" in str(exc).lower()
 
 
 def _disk_full(exc: OSError, path: Path) -> bool:
@@ -198,13 +194,14 @@ class CorpusWriter:
         try:
             f = h5py.File(self.partial, "a")
         except OSError as exc:
-            if _held_elsewhere(self.partial, exc):
+            if _held_elsewhere(exc):
                 raise RankgenError(f"{self.partial} is open in another process (HDF5 file lock); close it there, "
                                    "then re-run the same command to resume") from None
             # Killed before its first commit was flushed: HDF5 cannot open it, nothing in it is recoverable.
             self.notes.append(f"{self.partial} could not be opened (killed before anything was committed); starting over")
             self.partial.unlink()
             return None
+        n = None  # unknown until the attributes are read
         try:
             same = (
                 f.attrs.get(S.ATTR_FORMAT) == S.FORMAT
@@ -220,10 +217,13 @@ class CorpusWriter:
             problem = f"its last commit cannot be restored ({exc})"
         if problem:
             f.close()
-            if not overwrite:
+            # Nothing committed, nothing to lose: a run killed while it created the file leaves one
+            # without attributes (h5py's "a" even turns an empty file into a new one).
+            if not overwrite and n != 0:
                 raise RankgenError(f"{self.partial} cannot be resumed: {problem}. Re-run the command that wrote it to "
                                    "finish it, or pass --overwrite to start over (its items are then lost)")
-            self.notes.append(f"{self.partial}: {problem}; starting over (--overwrite)")
+            why = "--overwrite" if overwrite else "nothing was committed in it"
+            self.notes.append(f"{self.partial}: {problem}; starting over ({why})")
             self.partial.unlink()
             return None
         if n:
