@@ -6,10 +6,10 @@ costs a `--workers 1` run; prints a table (docs/benchmarks.md, "Which lossless c
 
 The items are those of a real corpus: `rankgen distort` on the first 2 bundled photos (154 items
 of the tid2013 recipe), with the time of every distortion call recorded, so the kernel time per
-item is measured on the same items. Every codec is then timed in one peer process (imagecodecs
-is not a dependency of rankgen, so it lives in a benchmark-only venv), in alternating rounds,
-including rankgen's own PNG settings as the in-run baseline; each output is checked to decode to
-the same bytes. "wall / kernel floor" is 1 + encode / kernel per item: the ratio a `--workers 1`
+item is measured on the same items. The codecs are then timed in rounds that alternate between
+this interpreter (rankgen's own PNG encoder and OpenCV's libpng, its encoder until 2026-12-06) and
+the peer's (imagecodecs is not a dependency of rankgen, so it lives in a benchmark-only venv), one
+thread each, medians over rounds; each output is checked to decode to the same pixels. "wall / kernel floor" is 1 + encode / kernel per item: the ratio a `--workers 1`
 run could reach if encoding were its only cost beyond the kernels (issue #12's target is 1.15).
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -28,51 +29,74 @@ import rankgen
 from benchmarks_common import load
 from distort_throughput import kernel_instrumented_run
 from rankgen.corpus import Corpus
-from rankgen.corpus.codec import PNG_PARAMS
 
-PEER = r"""
+# One round of every codec this interpreter has, on the items in argv[1]: rankgen's own encoder and
+# OpenCV's PNG where rankgen imports (the project's venv), imagecodecs' where it is installed (its venv).
+ROUND = r"""
 import json, sys, time
 import cv2
 import numpy as np
+cv2.setNumThreads(1)  # as in a --workers 1 run
 images = list(np.load(sys.argv[1]).values())
-rounds = int(sys.argv[2])
-png_params = json.loads(sys.argv[3])
-codecs = {"rankgen PNG (OpenCV, level 1, Paeth, RLE)":
-              (lambda a: cv2.imencode(".png", a, png_params)[1], lambda b: cv2.imdecode(b, cv2.IMREAD_UNCHANGED)),
-          "PNG level 0 (stored, no deflate)":
-              (lambda a: cv2.imencode(".png", a, [cv2.IMWRITE_PNG_COMPRESSION, 0])[1],
-               lambda b: cv2.imdecode(b, cv2.IMREAD_UNCHANGED))}
+decode = lambda b: cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_UNCHANGED)
+codecs = {}
+try:
+    from rankgen.corpus import codec
+except ImportError:
+    pass
+else:
+    def level(n):
+        def encode(a):
+            codec.PNG_DEFLATE_LEVEL = n
+            return codec.png_bytes(a)
+        return encode
+    codecs.update({
+        "rankgen PNG (Up filter, ISA-L level 1; the default)": (level(1), decode),
+        "rankgen PNG at ISA-L level 2": (level(2), decode),
+        "rankgen PNG at ISA-L level 3": (level(3), decode),
+        "OpenCV PNG (level 1, Paeth, RLE; rankgen before 2026-12-06)": (lambda a: cv2.imencode(".png", a, [
+            cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+            cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_PAETH])[1], decode),
+        "OpenCV PNG level 0 (stored, no deflate)": (lambda a: cv2.imencode(".png", a, [cv2.IMWRITE_PNG_COMPRESSION, 0])[1],
+                                                    decode),
+    })
 try:
     import imagecodecs as ic
+except ImportError:
+    pass
+else:
     codecs.update({
         "QOI": (ic.qoi_encode, ic.qoi_decode),
         "JPEG XL lossless, effort 1": (lambda a: ic.jpegxl_encode(a, lossless=True, effort=1), ic.jpegxl_decode),
         "JPEG XL lossless, effort 2": (lambda a: ic.jpegxl_encode(a, lossless=True, effort=2), ic.jpegxl_decode),
         "WebP lossless, method 0": (lambda a: ic.webp_encode(a, lossless=True, method=0, level=0), ic.webp_decode),
     })
-except ImportError:
-    print("imagecodecs is not installed in this interpreter: only the PNG rows", file=sys.stderr)
-times = {name: ([], []) for name in codecs}
-sizes = {}
-for _ in range(rounds):
-    for name, (enc, dec) in codecs.items():
-        t = time.perf_counter()
-        bufs = [enc(a) for a in images]
-        t2 = time.perf_counter()
-        back = [dec(b) for b in bufs]
-        t3 = time.perf_counter()
-        assert all(np.array_equal(a, b.reshape(a.shape)) for a, b in zip(images, back)), name
-        times[name][0].append((t2 - t) / len(images))
-        times[name][1].append((t3 - t2) / len(images))
-        sizes[name] = sum(len(b) for b in bufs) / sum(a.nbytes for a in images)
-print(json.dumps({n: {"encode": float(np.median(e)), "decode": float(np.median(d)), "size": sizes[n]}
-                  for n, (e, d) in times.items()}))
+out = {}
+for name, (enc, dec) in codecs.items():
+    t = time.perf_counter()
+    bufs = [enc(a) for a in images]
+    t2 = time.perf_counter()
+    back = [dec(b) for b in bufs]
+    t3 = time.perf_counter()
+    # OpenCV's PNG holds BGR and rankgen's RGB: compare the bytes round trip, channel order aside.
+    assert all(np.array_equal(a, b.reshape(a.shape)) or np.array_equal(a, b[..., ::-1].reshape(a.shape))
+               for a, b in zip(images, back)), name
+    out[name] = {"encode": (t2 - t) / len(images), "decode": (t3 - t2) / len(images),
+                 "size": sum(len(b) for b in bufs) / sum(a.nbytes for a in images)}
+print(json.dumps(out))
 """
+
+
+def one_round(python: str, items: Path, env: dict) -> dict:
+    out = subprocess.run([python, "-c", ROUND, str(items)], capture_output=True, text=True, env=env)
+    if out.returncode:
+        sys.exit(f"{python} failed:\n{out.stderr}")
+    return json.loads(out.stdout)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--peer", default=sys.executable, help="Python with opencv and, optionally, imagecodecs.")
+    ap.add_argument("--peer", default="/work/venvs/codecs/bin/python", help="Python with imagecodecs and numpy")
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,13 +108,12 @@ def main() -> None:
         kernel = kernels / items
         print(f"## lossless codecs on {items} items of `rankgen distort --limit 2` (tid2013, 5 levels); "
               f"kernel time {1e3 * kernel:.2f} ms per item; {load()}")
-        out = subprocess.run([args.peer, "-c", PEER, str(tmp / "items.npz"), str(args.rounds),
-                              json.dumps([int(p) for p in PNG_PARAMS])], capture_output=True, text=True)
-        if out.returncode:
-            sys.exit(f"the peer failed:\n{out.stderr}")
-        if out.stderr:
-            print(out.stderr.strip())
-        figures = json.loads(out.stdout)
+        here = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        rounds = [[one_round(sys.executable, tmp / "items.npz", here), one_round(args.peer, tmp / "items.npz", os.environ)]
+                  for _ in range(args.rounds)]  # alternating: this interpreter, then the peer's
+        names = [name for side in rounds[0] for name in side]
+        figures = {name: {key: float(np.median([side[name][key] for pair in rounds for side in pair if name in side]))
+                          for key in ("encode", "decode", "size")} for name in names}
     print("| codec | encode ms/item | decode ms/item | file / raw | wall / kernel floor, `--workers 1` |")
     print("|---|---|---|---|---|")
     for name, f in figures.items():
