@@ -235,8 +235,13 @@ class CorpusWriter:
             if _held_elsewhere(exc):
                 raise RankgenError(f"{self.partial} is open in another process (HDF5 file lock); close it there, "
                                    "then re-run the same command to resume") from None
-            # Killed before its first commit was flushed: HDF5 cannot open it, nothing in it is recoverable.
-            self.notes.append(f"{self.partial} could not be opened (killed before anything was committed); starting over")
+            size = self.partial.stat().st_size
+            if size >= self._first_commit_bytes() and not overwrite:
+                raise RankgenError(f"{self.partial} cannot be resumed: HDF5 cannot open it ({exc}), and at {size} bytes "
+                                   "it holds committed items. Pass --overwrite to start over (its items are then lost)") from None
+            # Smaller than any commit makes it: killed while being created, nothing in it to lose.
+            why = "--overwrite" if overwrite else "killed before anything was committed"
+            self.notes.append(f"{self.partial} could not be opened ({why}); starting over")
             self.partial.unlink()
             return None
         n = None  # unknown until the attributes are read
@@ -267,6 +272,11 @@ class CorpusWriter:
         if n:
             self.notes.append(f"resuming {self.partial}: {n} items already committed")
         return f
+
+    def _first_commit_bytes(self) -> int:
+        """The least a partial grows by at its first commit: HDF5 allocates a whole chunk of every
+        dataset written (a created file without commits is a few kB of metadata)."""
+        return sum(4096 * _dtype(spec).itemsize for spec in self.columns.values()) + (self.chunk_bytes if self.ragged else 0)
 
     def _truncate(self, f: h5py.File, n: int) -> None:
         for name in self.columns:
