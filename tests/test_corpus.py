@@ -156,6 +156,24 @@ def test_a_partial_held_open_elsewhere_is_never_discarded(tmp_path):
         assert w.n_done == 6
 
 
+def test_a_partial_with_commits_that_hdf5_cannot_open_is_never_discarded(tmp_path):
+    """What a full disk once left (HDF5 failing mid-flush): a partial with committed items that HDF5
+    no longer opens was taken for one killed while being created and silently started over."""
+    path = tmp_path / "c.h5"
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    w.append(rows(0, 6))
+    w.commit()
+    w.close()
+    partial = tmp_path / "c.h5.partial"
+    partial.write_bytes(partial.read_bytes()[:-1000])  # its end no longer where the superblock says
+    damaged = partial.read_bytes()
+    with pytest.raises(RankgenError, match=r"c.h5.partial cannot be resumed: HDF5 cannot open it .*--overwrite"):
+        CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    assert partial.read_bytes() == damaged
+    with CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f", overwrite=True) as w:
+        assert w.n_done == 0 and any("--overwrite" in n for n in w.notes)
+
+
 def test_a_commit_the_disk_cannot_hold_is_refused_before_writing(tmp_path, monkeypatch):
     import shutil
     from collections import namedtuple

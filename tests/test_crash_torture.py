@@ -142,6 +142,55 @@ def test_full_disk_stops_cleanly_keeps_commits_and_resumes(tmp_path, photo):
         subprocess.run(["umount", str(disk)])
 
 
+# The free-space check sees plenty: what the writer meets when another process fills the disk after it.
+# A smaller headroom lets this small corpus outgrow the disk.
+RACED_CHECK = """
+import shutil, sys
+from collections import namedtuple
+import rankgen.corpus.writer
+rankgen.corpus.writer.DISK_HEADROOM = 1 << 20
+shutil.disk_usage = lambda path: namedtuple("usage", "total used free")(1 << 40, 0, 1 << 40)
+from rankgen.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_disk_filled_after_the_free_space_check_still_stops_cleanly_and_resumes(tmp_path, photo):
+    """HDF5 failing mid-write for want of space crashed the interpreter (exit 139) and left a partial it
+    could not open, whose committed items the re-run then threw away; the writer reserves the blocks first."""
+    import shutil
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(24):
+        Image.fromarray(np.roll(photo, 7 * i, axis=1)[:72, :96]).save(photos / f"{i:02d}.png")
+    args = ["distort", "--dataset", "folder", "--root", photos, "--distortions", "gaussian_noise,jpeg,gaussian_blur",
+            "--levels", 4, "--workers", 1, "--quiet"]
+    subprocess.run(rankgen(*args, "-o", tmp_path / "whole.h5"), check=True)
+    size = (tmp_path / "whole.h5").stat().st_size
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64M", "tmpfs", str(disk)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        filler = disk / "filler"
+        filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - (1 << 20) - size // 2))
+        out = disk / "out.h5"
+        r = subprocess.run([sys.executable, "-c", RACED_CHECK, *map(str, args), "-o", str(out)], capture_output=True,
+                           text=True)
+        assert r.returncode == 2 and "disk full" in r.stderr and "Traceback" not in r.stderr, r.stderr
+        with h5py.File(out.with_name("out.h5.partial"), "r") as f:
+            assert int(f.attrs["n_committed"]) > 0
+        filler.unlink()
+        r = subprocess.run(rankgen(*args, "-o", out), capture_output=True, text=True)
+        assert r.returncode == 0 and "resumed after" in r.stdout, r.stdout + r.stderr
+        assert check(out) == [] and digests(out) == digests(tmp_path / "whole.h5")
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
 def test_workers_die_with_a_killed_writer_so_the_rerun_is_not_refused(tmp_path):
     """A pool worker shares the writer's flock and HDF5's lock on the .partial: one that ran on after
     SIGKILL of the writer refused the immediate re-run ("another process is writing") until its job ended."""

@@ -10,12 +10,15 @@ so writing is I/O and bookkeeping only.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
 import hashlib
 import json
 import os
 import shutil
 import stat
+import sys
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -92,6 +95,41 @@ def _disk_error(exc: OSError, path: Path, n_done: int) -> RankgenError:
 
 # Free space kept beyond a commit's own bytes: HDF5 allocates whole chunks and metadata as it goes.
 DISK_HEADROOM = 16 << 20
+
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 1, 2
+
+
+def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
+    """Linux fallocate(2); False where the system or the file system does not offer it."""
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
+    if libc.fallocate(fd, mode, offset, length) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+        return False
+    raise OSError(err, os.strerror(err))
+
+
+@contextlib.contextmanager
+def _reserved(path: Path, nbytes: int):
+    """Disk blocks for the next `nbytes` past the end of `path`, held while the body writes and
+    released after (the file's size is left to HDF5). The free-space check alone races with other
+    processes filling the disk, and HDF5 failing mid-flush leaves a partial it cannot open (committed
+    items lost) and h5py objects that crash the interpreter; a write into reserved blocks cannot fail
+    for want of space. ENOSPC here means the disk is full; file systems without fallocate rely on the check."""
+    fd = os.open(path, os.O_WRONLY)
+    held = False
+    try:
+        held = _fallocate(fd, _FALLOC_FL_KEEP_SIZE, os.fstat(fd).st_size, nbytes)
+        yield
+    finally:
+        if held:
+            _fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, os.fstat(fd).st_size, nbytes)
+        os.close(fd)
+
 
 NOT_REGULAR = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
@@ -198,8 +236,13 @@ class CorpusWriter:
             if _held_elsewhere(exc):
                 raise RankgenError(f"{self.partial} is open in another process (HDF5 file lock); close it there, "
                                    "then re-run the same command to resume") from None
-            # Killed before its first commit was flushed: HDF5 cannot open it, nothing in it is recoverable.
-            self.notes.append(f"{self.partial} could not be opened (killed before anything was committed); starting over")
+            size = self.partial.stat().st_size
+            if size >= self._first_commit_bytes() and not overwrite:
+                raise RankgenError(f"{self.partial} cannot be resumed: HDF5 cannot open it ({exc}), and at {size} bytes "
+                                   "it holds committed items. Pass --overwrite to start over (its items are then lost)") from None
+            # Smaller than any commit makes it: killed while being created, nothing in it to lose.
+            why = "--overwrite" if overwrite else "killed before anything was committed"
+            self.notes.append(f"{self.partial} could not be opened ({why}); starting over")
             self.partial.unlink()
             return None
         n = None  # unknown until the attributes are read
@@ -230,6 +273,11 @@ class CorpusWriter:
         if n:
             self.notes.append(f"resuming {self.partial}: {n} items already committed")
         return f
+
+    def _first_commit_bytes(self) -> int:
+        """The least a partial grows by at its first commit: HDF5 allocates a whole chunk of every
+        dataset written (a created file without commits is a few kB of metadata)."""
+        return sum(4096 * _dtype(spec).itemsize for spec in self.columns.values()) + (self.chunk_bytes if self.ragged else 0)
 
     def _truncate(self, f: h5py.File, n: int) -> None:
         for name in self.columns:
@@ -314,36 +362,41 @@ class CorpusWriter:
         f = self._file
         n0 = int(f.attrs[S.ATTR_COMMITTED])
         n1 = n0 + len(rows)
+        needed = (sum(len(row[name].data) for row in rows for name in self.ragged)
+                  + 16 * len(rows) * len(self.columns))
         if rows:
-            self._ensure_space(sum(len(row[name].data) for row in rows for name in self.ragged)
-                               + 16 * len(rows) * len(self.columns), len(rows), n0)
+            self._ensure_space(needed, len(rows), n0)
         try:
-            for name, spec in (self.columns if rows else {}).items():
-                ds = f[S.ITEMS][name]
-                ds.resize((n1,))
-                values = [row[name] for row in rows]
-                ds[n0:n1] = np.asarray(values, dtype=object if spec == "str" else spec)
-            for name, (_, ndim) in (self.ragged if rows else {}).items():
-                g = f[S.RAGGED][name]
-                items: list[Encoded] = [row[name] for row in rows]
-                start = int(g[S.DATA].shape[0])
-                sizes = np.array([len(e.data) for e in items], dtype=np.int64)
-                g[S.DATA].resize((start + int(sizes.sum()),))
-                g[S.DATA][start:] = self._gather(items, int(sizes.sum()))
-                for part, values in ((S.OFFSET, start + np.concatenate([[0], np.cumsum(sizes)[:-1]])), (S.SIZE, sizes),
-                                     (S.CRC, np.array([e.crc for e in items], dtype=np.uint32)),
-                                     (S.STORED, np.array([e.stored for e in items], dtype=np.uint8))):
-                    g[part].resize((n1,))
-                    g[part][n0:n1] = values
-                g[S.SHAPE].resize((n1, ndim))
-                g[S.SHAPE][n0:n1] = np.array([e.shape for e in items], dtype=np.int32).reshape(-1, ndim)
-            f.flush()
-            f.attrs[S.ATTR_COMMITTED] = n1
-            for key, value in dict(progress).items():
-                f.attrs[key] = value
-            f.flush()
+            with _reserved(self.partial, needed + DISK_HEADROOM):
+                self._write(f, rows, n0, n1, progress)
         except OSError as exc:
             raise _disk_error(exc, self.partial, n0) from None
+
+    def _write(self, f: h5py.File, rows: list, n0: int, n1: int, progress: Mapping[str, object]) -> None:
+        for name, spec in (self.columns if rows else {}).items():
+            ds = f[S.ITEMS][name]
+            ds.resize((n1,))
+            values = [row[name] for row in rows]
+            ds[n0:n1] = np.asarray(values, dtype=object if spec == "str" else spec)
+        for name, (_, ndim) in (self.ragged if rows else {}).items():
+            g = f[S.RAGGED][name]
+            items: list[Encoded] = [row[name] for row in rows]
+            start = int(g[S.DATA].shape[0])
+            sizes = np.array([len(e.data) for e in items], dtype=np.int64)
+            g[S.DATA].resize((start + int(sizes.sum()),))
+            g[S.DATA][start:] = self._gather(items, int(sizes.sum()))
+            for part, values in ((S.OFFSET, start + np.concatenate([[0], np.cumsum(sizes)[:-1]])), (S.SIZE, sizes),
+                                 (S.CRC, np.array([e.crc for e in items], dtype=np.uint32)),
+                                 (S.STORED, np.array([e.stored for e in items], dtype=np.uint8))):
+                g[part].resize((n1,))
+                g[part][n0:n1] = values
+            g[S.SHAPE].resize((n1, ndim))
+            g[S.SHAPE][n0:n1] = np.array([e.shape for e in items], dtype=np.int32).reshape(-1, ndim)
+        f.flush()
+        f.attrs[S.ATTR_COMMITTED] = n1
+        for key, value in dict(progress).items():
+            f.attrs[key] = value
+        f.flush()
 
     def _gather(self, items: list[Encoded], total: int) -> np.ndarray:
         """The items' bytes end to end, in a buffer kept from commit to commit: a fresh one each time
@@ -387,28 +440,33 @@ class CorpusWriter:
         """Write the tables, mark complete, and atomically publish under the final name."""
         self.commit()
         f = self._file
-        self._ensure_space(sum(np.asarray(v).nbytes for v in dict(tables).values() if np.asarray(v).dtype.kind != "O"),
-                           0, int(f.attrs[S.ATTR_COMMITTED]))
+        n = int(f.attrs[S.ATTR_COMMITTED])  # read now: after a failed close, touching f crashes h5py
+        needed = sum(np.asarray(v).nbytes for v in dict(tables).values() if np.asarray(v).dtype.kind != "O")
+        self._ensure_space(needed, 0, n)
         try:
-            for name, value in dict(tables).items():
-                value = np.asarray(value)
-                if name in f[S.TABLES]:
-                    del f[S.TABLES][name]
-                dtype = STRING if value.dtype.kind in "UO" else value.dtype
-                f[S.TABLES].create_dataset(name, data=value.astype(object) if dtype is STRING else value, dtype=dtype, track_times=False)
-            for key, value in dict(attrs).items():
-                f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
-            f.attrs[S.ATTR_N_ITEMS] = int(f.attrs[S.ATTR_COMMITTED])
-            f.attrs[S.ATTR_CHECKSUMS] = json.dumps(dataset_digests(f), sort_keys=True)
-            f.attrs[S.ATTR_COMPLETE] = True
-            f.close()
+            with _reserved(self.partial, needed + DISK_HEADROOM):
+                self._publish(f, tables, attrs)
             _fsync_path(self.partial)
             os.replace(self.partial, self.path)
             _fsync_path(self.path.parent)
             self._release_lock()
         except OSError as exc:
-            raise _disk_error(exc, self.partial, int(f.attrs[S.ATTR_COMMITTED]) if f.id.valid else 0) from None
+            raise _disk_error(exc, self.partial, n) from None
         return self.path
+
+    def _publish(self, f: h5py.File, tables: Mapping[str, np.ndarray], attrs: Mapping[str, object]) -> None:
+        for name, value in dict(tables).items():
+            value = np.asarray(value)
+            if name in f[S.TABLES]:
+                del f[S.TABLES][name]
+            dtype = STRING if value.dtype.kind in "UO" else value.dtype
+            f[S.TABLES].create_dataset(name, data=value.astype(object) if dtype is STRING else value, dtype=dtype, track_times=False)
+        for key, value in dict(attrs).items():
+            f.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
+        f.attrs[S.ATTR_N_ITEMS] = int(f.attrs[S.ATTR_COMMITTED])
+        f.attrs[S.ATTR_CHECKSUMS] = json.dumps(dataset_digests(f), sort_keys=True)
+        f.attrs[S.ATTR_COMPLETE] = True
+        f.close()
 
     def close(self) -> None:
         """Leave the partial file resumable (used on errors and Ctrl-C).
