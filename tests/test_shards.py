@@ -126,3 +126,18 @@ def test_dask_local_cluster_gives_the_same_corpus(tmp_path, photos):
     assert EXECUTOR.get() == Executor(), "--executor must not outlive its command"
     r = runner.invoke(main, [*args, "--scheduler", "tcp://127.0.0.1:1", "-o", str(tmp_path / "x.h5")])
     assert r.exit_code == 2 and "--executor dask" in r.output
+
+
+def test_merge_refuses_a_shard_whose_item_fails_its_crc(tmp_path, photos):
+    """Merge moves stored bytes as they are; it checks them against their CRC on the way, so a damaged
+    shard stops the merge with one line naming it instead of passing the item on."""
+    parts = []
+    for i in range(2):
+        parts.append(tmp_path / f"p{i}.h5")
+        generate(parts[-1], root=str(photos), shard=f"{i}/2", **KW)
+    with h5py.File(parts[1], "r+") as f:
+        f["ragged/image/crc32"][3] ^= 1
+    r = CliRunner().invoke(main, ["merge", *map(str, parts), "-o", str(tmp_path / "m.h5"), "--workers", "1"])
+    assert r.exit_code == 2, r.output
+    assert f"{parts[1]} is damaged: item 3 of ragged/image fails its CRC" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "m.h5").exists()

@@ -286,9 +286,13 @@ class Corpus:
 
     def ragged_for_copy(self, name: str, index: int, encoding: str) -> Encoded | np.ndarray:
         """Item `index` for a writer that stores `name` with `encoding`: the stored bytes when they
-        are already in that encoding (CRC carried over), else the decoded array to re-encode."""
+        are already in that encoding (CRC carried over), else the decoded array to re-encode. Either
+        way the item is checked against its CRC first: a copy must not pass a damaged item on."""
         if self.version > 1 and self.ragged_encoding(name)[0] == encoding:
-            return self.ragged_encoded(name, index)
+            item = self.ragged_encoded(name, index)
+            if item.stored:
+                self.ragged(name, index)
+            return item
         return self.ragged(name, index)
 
     def copy_encoding(self) -> str:
