@@ -85,8 +85,11 @@ def check_finite(loss: torch.Tensor, parts: dict, step: int, epoch: int, d: Dist
         return
     terms = ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
     where = f"loss became {loss.item()}" if not finite else "the loss of another process became non-finite"
-    raise TrainError(f"{where} at step {step} (epoch {epoch}; {terms}); the run diverged, "
-                     "no checkpoint of it was written: lower optim.lr (e.g. --set optim.lr=1e-4) and start again")
+    # Checkpoints of earlier epochs may exist and hold finite weights; the same name would then
+    # need --resume, which refuses another optim.lr: a new name is the advice that always works.
+    raise TrainError(f"{where} at step {step} (epoch {epoch}; {terms}); the run diverged and stopped before "
+                     "this step reached the weights: lower optim.lr (e.g. --set optim.lr=1e-4) and train under "
+                     "a new name (--set name=OTHER)")
 
 
 def train_one_epoch(loss_fn: Callable, batches: Iterable, optimizer, scaler, *, epoch: int, first_step: int = 0,
@@ -177,7 +180,7 @@ def atomic_save(obj, path: Path) -> None:
         bad = nonfinite_tensors(obj["model"])
         if bad:
             raise TrainError(f"the weights became non-finite ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
-                             f"{path.name} was not written: lower optim.lr and start again")
+                             f"{path.name} was not written: lower optim.lr and train under a new name (--set name=OTHER)")
     tmp = path.with_name(path.name + ".tmp")
     buf = io.BytesIO()
     torch.save(obj, buf)
