@@ -228,3 +228,40 @@ def test_balanced_order_lets_types_take_turns():
     types = ["a", "a", "b", "a", "c", "b"]
     # a's least certain first, then b's, then c's; within a type the certainty order is kept
     assert balanced(order, types).tolist() == [5, 9, 7, 3, 2, 1]
+
+
+def _twin_annotate(path):
+    """An annotate corpus split by reference, as before issue #15: a stereo twin on each side."""
+    w = CorpusWriter(path, "annotate", columns={"score": "float64", "split": "str", "ref": "str"},
+                     ragged={"image": ("uint8", 3)}, attrs={"command": "twins", "seed": 0, "params": {}},
+                     fingerprint="twins", overwrite=True)
+    rng = np.random.default_rng(0)
+    for ref, split in (("a", "train"), ("b", "train"), ("scene_left", "train"), ("scene_right", "test"), ("c", "test")):
+        for k in range(3):
+            w.append([{"score": 1.0 - k / 3, "split": split, "ref": ref,
+                       "image": rng.integers(0, 256, (40, 48, 3)).astype(np.uint8)}])
+    w.finish({})
+    return path
+
+
+def test_a_stereo_twin_of_a_test_image_is_not_in_the_pool(tmp_path, capsys):
+    cfg = A.load_config(None, [*TINY, f"data.labeled={_twin_annotate(tmp_path / 't.h5')}",
+                               "active.distortions=[gaussian_blur]"])
+    pool = A.iqa_pool(cfg)
+    assert pool.names and not [n for n in pool.names if n.startswith("scene_")]
+    assert "scene_left" in capsys.readouterr().err
+
+
+def test_distort_pools_hold_out_whole_scenes(tmp_path):
+    import rankgen
+    from rankgen.sources import scene_of
+
+    path = tmp_path / "s.h5"
+    rankgen.distort(path, dataset="samples", crop=32, levels=2, distortions="gaussian_blur", workers=1, progress=False)
+    for seed in range(5):
+        cfg = A.load_config(None, [*TINY, f"data.labeled={path}", f"seed={seed}", "active.levels=2"])
+        pool = A.iqa_pool(cfg)
+        refs = pool.corpus.table("ref_id")[pool.corpus.column("ref")]
+        tested = {scene_of(r) for r in refs[pool.test]}
+        trained = {scene_of(name.split("/")[0]) for name in pool.names}
+        assert tested and trained and not tested & trained, (seed, tested, trained)

@@ -40,7 +40,7 @@ from rankgen.seeding import item_seed, rng_for
 from . import metrics as M
 from .build import build_corpora, build_network, build_optimizer, labeled_dataset, loader_options, model_entry
 from .config import DEFAULTS, KEYS, RECIPES_DIR, _flat, apply_settings, dump, read_recipe, resolve_recipe, validate
-from .data import ItemBatchSampler, fit_small, open_corpus, to_tensor
+from .data import ItemBatchSampler, fit_small, hold_out_scenes, open_corpus, shares_scene, to_tensor
 from .distributed import Dist
 from .errors import TrainError
 from .losses import counting_loss
@@ -211,10 +211,8 @@ def iqa_pool(cfg: dict) -> Pool:
         ref = corpus.table("ref_id")[corpus.column("ref")]
         crop = corpus.column("crop") if "crop" in cols else np.zeros(n, np.int64)
         dist = corpus.column("distortion")
-        refs = np.unique(ref)
-        n_test = int(round(cfg["active"]["test"] * len(refs)))
-        held = rng_for(cfg["seed"], "active-test").permutation(refs)[:n_test]
-        in_test = np.isin(ref, held)
+        # By scene: with a stereo twin in the pool, the test would score a view the network was trained on.
+        in_test = hold_out_scenes(ref, cfg["active"]["test"], rng_for(cfg["seed"], "active-test"))
         # The pristine references carry no label worth buying (SSIM 1): neither pool nor test.
         keys = [f"{ref[i]}/{crop[i]}/{dist[i]}" if level[i] > 0 else None for i in range(n)]
         test = np.flatnonzero(in_test & (level > 0))
@@ -230,6 +228,12 @@ def iqa_pool(cfg: dict) -> Pool:
         dist = corpus.column("distortion") if "distortion" in cols else np.full(n, "")
         # A reference (or an item of unknown type) has no series to be labeled with: a unit of its own.
         keys = [f"{ref[i]}/{dist[i]}" if dist[i] not in ("", "reference") else f"{ref[i]}/#{i}" for i in range(n)]
+        # A corpus split by reference (annotate before issue #15) can hold a stereo twin on each side.
+        leaked = ~in_test & shares_scene(ref, ref[in_test])
+        if leaked.any():
+            _log(f"note: {int(leaked.sum())} items of {corpus.path} show a scene of the test split "
+                 f"({', '.join(sorted({str(r) for r in ref[leaked]})[:4])}); left out of the pool")
+            keys = [None if leaked[i] else k for i, k in enumerate(keys)]
         test = np.flatnonzero(in_test)
         level = corpus.column("level") if "level" in cols else np.full(n, -1)
         pristine = {ref[i]: i for i in range(n) if level[i] == 0}
