@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 
 from rankgen.crowd import crops as C
@@ -43,8 +42,7 @@ from .config import DEFAULTS, KEYS, RECIPES_DIR, _flat, apply_settings, dump, re
 from .data import ItemBatchSampler, fit_small, hold_out_scenes, open_corpus, shares_scene, to_tensor
 from .distributed import Dist
 from .errors import TrainError
-from .losses import counting_loss
-from .engine import atomic_save, autocast, pick_device, predict, to_device, train_one_epoch
+from .engine import atomic_save, labeled_loss, pick_device, predict, to_device, train_one_epoch
 
 STRATEGIES = ("active", "random")
 DEFAULT_RECIPE = RECIPES_DIR / "active_default.yaml"
@@ -390,18 +388,8 @@ class Cycle:
         return model.to(self.device)
 
     def loss(self, model, batch, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        amp = self.cfg["train"]["amp"]
-        if self.counting:
-            x, dens, _ = batch
-            with autocast(self.device, amp):
-                pred = model(to_device(x, self.device), maps=True)
-            loss = counting_loss(pred.float(), to_device(dens, self.device))
-            return loss, {"count": loss.item()}
-        x, idx = batch
-        with autocast(self.device, amp):
-            y = model(to_device(x, self.device))
-        loss = F.mse_loss(y.float(), to_device(target[idx], self.device))
-        return loss, {"reg": loss.item()}
+        return labeled_loss(model, batch, lambda idx: to_device(target[idx], self.device), self.device,
+                            counting=self.counting, amp=self.cfg["train"]["amp"])
 
     def train(self, model, items: np.ndarray, seed: int) -> float:
         """optim.epochs epochs on the labeled items, an epoch being optim.iters_per_epoch steps (the same
