@@ -172,11 +172,8 @@ class Trainer:
                 "(e.g. 0.1) or loss.lambda1, else lower optim.lr", self.d)
         if self.task == "counting":
             return {"mae": M.mae(y, pred), "rmse": M.rmse(y, pred)}
-        res = M.per_annotator(y, pred, split.annotator[items] if split.annotator is not None else None)
-        if "true_score" in split.corpus.columns():
-            true = split.corpus.column("true_score")[items]
-            res.update(lcc_true=M.lcc(true, pred), srocc_true=M.srocc(true, pred))
-        return res
+        true = split.corpus.column("true_score")[items] if "true_score" in split.corpus.columns() else None
+        return M.labeled_scores(y, pred, split.annotator[items] if split.annotator is not None else None, true)
 
     def key_metric(self, res: dict) -> float:
         """The score best.pt maximizes: the first of these the run reports, nan when undefined
