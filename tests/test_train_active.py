@@ -265,3 +265,13 @@ def test_distort_pools_hold_out_whole_scenes(tmp_path):
         tested = {scene_of(r) for r in refs[pool.test]}
         trained = {scene_of(name.split("/")[0]) for name in pool.names}
         assert tested and trained and not tested & trained, (seed, tested, trained)
+
+
+def test_two_active_runs_cannot_write_one_folder(tmp_path, corpora):
+    from train.loop import lock_run_dir
+
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    held = lock_run_dir(tmp_path / "runs" / "x")
+    r = _invoke("--resume", *_sets(tmp_path, corpora))
+    held.close()
+    assert r.exit_code == 2 and "another process" in r.output and len(r.output.strip().splitlines()) == 1, r.output

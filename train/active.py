@@ -43,6 +43,7 @@ from .data import ItemBatchSampler, fit_small, hold_out_scenes, open_corpus, sha
 from .distributed import Dist
 from .errors import TrainError
 from .engine import atomic_save, labeled_loss, pick_device, predict, to_device, train_one_epoch
+from .loop import lock_run_dir
 
 STRATEGIES = ("active", "random")
 DEFAULT_RECIPE = RECIPES_DIR / "active_default.yaml"
@@ -475,6 +476,17 @@ def run_active(cfg: dict, resume: bool = False) -> dict:
     (+ .pt), results.csv and active.png. Returns {"run_dir", "rows"}."""
     device = pick_device(cfg["train"]["device"])
     run_dir = Path(cfg["out"]) / cfg["name"]
+    # The lock of `train run`: a second `train active` (a --resume while the first still runs)
+    # would otherwise interleave cycle files with it.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_run_dir(run_dir)
+    try:
+        return _run_active(cfg, resume, device, run_dir)
+    finally:
+        lock.close()
+
+
+def _run_active(cfg: dict, resume: bool, device: torch.device, run_dir: Path) -> dict:
     saved_cfg = run_dir / "config.yaml"
     if saved_cfg.exists():
         if not resume:
@@ -489,7 +501,6 @@ def run_active(cfg: dict, resume: bool = False) -> dict:
     build_corpora(cfg, Dist(device=device))
     pool = counting_pool(cfg) if cfg["task"] == "counting" else iqa_pool(cfg)
     counts = schedule(cfg, len(pool.names))
-    run_dir.mkdir(parents=True, exist_ok=True)
     saved_cfg.write_text(dump(cfg))
     _write_json(run_dir / "pool.json", {"units": pool.names, "test_items": pool.test.tolist(), "counts": counts})
     cyc = Cycle(cfg, pool, device)
