@@ -115,6 +115,22 @@ def test_certainty_of_nested_crops(corpora, model, expected):
     assert c == pytest.approx(np.full(len(pool.names), expected))
 
 
+class NotFinite(torch.nn.Module):
+    def forward(self, x):
+        return torch.full((len(x),), float("nan"))
+
+
+def test_a_diverged_network_gives_nan_certainty_and_selects_nothing(corpora):
+    from train.errors import TrainError
+
+    cfg = _cfg(corpora)
+    pool = _pool(cfg)
+    c = A.pool_certainty(NotFinite(), pool, np.arange(len(pool.names)), cfg, 0, torch.device("cpu"))
+    assert np.isnan(c).all()
+    with pytest.raises(TrainError, match="predictions on the pool are not finite"):
+        A.select(cfg, A.Cycle(cfg, pool, torch.device("cpu")), "active", NotFinite(), np.arange(2), 0, 2)
+
+
 def test_generators_follow_the_units_own_distortion():
     cfg = A.load_config(None, ["active.distortions=[jpeg]"])
     assert A._generators(cfg, "tid08") == ["gaussian_blur"]

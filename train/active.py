@@ -81,7 +81,10 @@ def sets_needed(k: int, length: int) -> int:
 
 def certainty(scores: np.ndarray, pairs: np.ndarray) -> float:
     """Eq. 15 on predictions `scores[set, position]` (position 0 = mildest): the fraction of pairs
-    ranked right, higher = better, ties counting 1/2."""
+    ranked right, higher = better, ties counting 1/2; nan when a prediction is not finite (every
+    comparison with nan is false, so a diverged network would look certainly wrong: C = 0)."""
+    if not np.all(np.isfinite(scores)):
+        return float("nan")
     better = scores[pairs[:, 0], pairs[:, 1]]
     worse = scores[pairs[:, 0], pairs[:, 2]]
     return float(np.mean((better > worse) + 0.5 * (better == worse)))
@@ -519,6 +522,10 @@ def select(cfg: dict, cyc: Cycle, strategy: str, model, labeled: np.ndarray, t: 
     if strategy == "random":
         return np.sort(rng_for(cfg["seed"], "active-random", t).choice(unlabeled, size=s, replace=False)), None
     c = pool_certainty(model, cyc.pool, unlabeled, cfg, t, device=cyc.device)
+    if not np.all(np.isfinite(c)):
+        raise TrainError(f"cycle {t}: the network's predictions on the pool are not finite, so Eq. 15 cannot rank "
+                         "its units; the training diverged: lower optim.lr (e.g. --set optim.lr=1e-4) and train "
+                         "under a new name (--set name=OTHER)")
     # Stable sort: equal certainties go in unit-name order, so a selection never depends on chance.
     order = unlabeled[np.argsort(c, kind="stable")]
     if cfg["active"]["balance"] and cyc.pool.generators and any(cyc.pool.generators):
