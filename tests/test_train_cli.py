@@ -273,6 +273,8 @@ def test_collapsed_predictions_warn(tmp_path, corpora, monkeypatch):
     monkeypatch.setattr(loop.Trainer, "predict_items", lambda self, ds, items, n, seeds=None: np.full(len(items), 0.5))
     r = _run(tmp_path, "run", *_sets(tmp_path, "objective=dcr", f"data.labeled={corpora['annotate']}", "optim.epochs=1"))
     assert r.exit_code == 0 and "have collapsed" in r.output and "loss.gamma" in r.output, r.output
+    # Validation and test may be of one corpus and one size: the warning says which split it is.
+    assert "validation predictions" in r.output and "test predictions" in r.output, r.output
 
 
 class _DropoutCNN(torch.nn.Module):

@@ -157,17 +157,17 @@ class Trainer:
             pred[items] = self.predict_items(self.data.ranked_ds, items, dc["test_crops"], seeds)
             res["heldout_pra"] = M.pra_groups(pred, groups)
         if self.data.labeled_val is not None:
-            res.update({f"val_{k}": v for k, v in self.labeled_metrics(self.data.labeled_val).items()})
+            res.update({f"val_{k}": v for k, v in self.labeled_metrics(self.data.labeled_val, "validation").items()})
         if self.data.labeled_eval is not None and len(self.data.labeled_eval.items):
-            res.update(self.labeled_metrics(self.data.labeled_eval))
+            res.update(self.labeled_metrics(self.data.labeled_eval, "test"))
         return res
 
-    def labeled_metrics(self, split: Split) -> dict:
+    def labeled_metrics(self, split: Split, role: str) -> dict:
         items = split.items
         pred = self.predict_items(split.dataset, items, self.cfg["data"]["test_crops"])
         y = split.target[items]
         if M.collapsed(pred):
-            log(f"warning: the {len(pred)} predictions on {split.corpus.path.name} have collapsed (std "
+            log(f"warning: the {len(pred)} {role} predictions ({split.corpus.path.name}) have collapsed (std "
                 f"{pred.std():.2g}): the network outputs one value for every image; for dcr raise loss.gamma "
                 "(e.g. 0.1) or loss.lambda1, else lower optim.lr", self.d)
         if self.task == "counting":
