@@ -291,3 +291,11 @@ def test_two_active_runs_cannot_write_one_folder(tmp_path, corpora):
     r = _invoke("--resume", *_sets(tmp_path, corpora))
     held.close()
     assert r.exit_code == 2 and "another process" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_a_damaged_cycle_checkpoint_is_one_line_on_resume(tmp_path, corpora):
+    assert _invoke("--cycles", "1", *_sets(tmp_path, corpora)).exit_code == 0
+    (tmp_path / "runs" / "x" / "active" / "cycle_1.pt").write_bytes(b"junk")
+    r = _invoke("--cycles", "2", "--resume", *_sets(tmp_path, corpora))
+    assert r.exit_code == 2 and r.output.startswith("error: cannot read checkpoint") and "cycle_1.pt" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1

@@ -44,6 +44,7 @@ from .distributed import Dist
 from .errors import TrainError
 from .engine import atomic_save, labeled_loss, pick_device, predict, to_device, train_one_epoch
 from .loop import lock_run_dir
+from .models import read_torch_file
 
 STRATEGIES = ("active", "random")
 DEFAULT_RECIPE = RECIPES_DIR / "active_default.yaml"
@@ -566,7 +567,7 @@ def run_strategy(cfg: dict, cyc: Cycle, strategy: str, start: np.ndarray, counts
         first += 1
     if first:
         t = first - 1
-        ck = torch.load(folder / f"cycle_{t}.pt", map_location="cpu", weights_only=False)
+        ck = read_torch_file(folder / f"cycle_{t}.pt", "checkpoint", weights_only=False)
         model.load_state_dict(ck["model"])
         if t + 1 < len(counts) and not rec["selected"]:
             # The run being extended ended at cycle t, which therefore selected nothing.
@@ -583,7 +584,7 @@ def run_strategy(cfg: dict, cyc: Cycle, strategy: str, start: np.ndarray, counts
         # reuses the active branch's result instead of repeating identical work.
         shared = run_dir / STRATEGIES[0] / "cycle_0.pt"
         if t == 0 and strategy != STRATEGIES[0] and shared.exists():
-            ck = torch.load(shared, map_location="cpu", weights_only=False)
+            ck = read_torch_file(shared, "checkpoint", weights_only=False)
             model.load_state_dict(ck["model"])
             loss = ck["loss"]
         else:
