@@ -115,6 +115,22 @@ def test_certainty_of_nested_crops(corpora, model, expected):
     assert c == pytest.approx(np.full(len(pool.names), expected))
 
 
+class NotFinite(torch.nn.Module):
+    def forward(self, x):
+        return torch.full((len(x),), float("nan"))
+
+
+def test_a_diverged_network_gives_nan_certainty_and_selects_nothing(corpora):
+    from train.errors import TrainError
+
+    cfg = _cfg(corpora)
+    pool = _pool(cfg)
+    c = A.pool_certainty(NotFinite(), pool, np.arange(len(pool.names)), cfg, 0, torch.device("cpu"))
+    assert np.isnan(c).all()
+    with pytest.raises(TrainError, match="predictions on the pool are not finite"):
+        A.select(cfg, A.Cycle(cfg, pool, torch.device("cpu")), "active", NotFinite(), np.arange(2), 0, 2)
+
+
 def test_generators_follow_the_units_own_distortion():
     cfg = A.load_config(None, ["active.distortions=[jpeg]"])
     assert A._generators(cfg, "tid08") == ["gaussian_blur"]
@@ -228,3 +244,58 @@ def test_balanced_order_lets_types_take_turns():
     types = ["a", "a", "b", "a", "c", "b"]
     # a's least certain first, then b's, then c's; within a type the certainty order is kept
     assert balanced(order, types).tolist() == [5, 9, 7, 3, 2, 1]
+
+
+def _twin_annotate(path):
+    """An annotate corpus split by reference, as before issue #15: a stereo twin on each side."""
+    w = CorpusWriter(path, "annotate", columns={"score": "float64", "split": "str", "ref": "str"},
+                     ragged={"image": ("uint8", 3)}, attrs={"command": "twins", "seed": 0, "params": {}},
+                     fingerprint="twins", overwrite=True)
+    rng = np.random.default_rng(0)
+    for ref, split in (("a", "train"), ("b", "train"), ("scene_left", "train"), ("scene_right", "test"), ("c", "test")):
+        for k in range(3):
+            w.append([{"score": 1.0 - k / 3, "split": split, "ref": ref,
+                       "image": rng.integers(0, 256, (40, 48, 3)).astype(np.uint8)}])
+    w.finish({})
+    return path
+
+
+def test_a_stereo_twin_of_a_test_image_is_not_in_the_pool(tmp_path, capsys):
+    cfg = A.load_config(None, [*TINY, f"data.labeled={_twin_annotate(tmp_path / 't.h5')}",
+                               "active.distortions=[gaussian_blur]"])
+    pool = A.iqa_pool(cfg)
+    assert pool.names and not [n for n in pool.names if n.startswith("scene_")]
+    assert "scene_left" in capsys.readouterr().err
+
+
+def test_distort_pools_hold_out_whole_scenes(tmp_path):
+    import rankgen
+    from rankgen.sources import scene_of
+
+    path = tmp_path / "s.h5"
+    rankgen.distort(path, dataset="samples", crop=32, levels=2, distortions="gaussian_blur", workers=1, progress=False)
+    for seed in range(5):
+        cfg = A.load_config(None, [*TINY, f"data.labeled={path}", f"seed={seed}", "active.levels=2"])
+        pool = A.iqa_pool(cfg)
+        refs = pool.corpus.table("ref_id")[pool.corpus.column("ref")]
+        tested = {scene_of(r) for r in refs[pool.test]}
+        trained = {scene_of(name.split("/")[0]) for name in pool.names}
+        assert tested and trained and not tested & trained, (seed, tested, trained)
+
+
+def test_two_active_runs_cannot_write_one_folder(tmp_path, corpora):
+    from train.loop import lock_run_dir
+
+    (tmp_path / "runs" / "x").mkdir(parents=True)
+    held = lock_run_dir(tmp_path / "runs" / "x")
+    r = _invoke("--resume", *_sets(tmp_path, corpora))
+    held.close()
+    assert r.exit_code == 2 and "another process" in r.output and len(r.output.strip().splitlines()) == 1, r.output
+
+
+def test_a_damaged_cycle_checkpoint_is_one_line_on_resume(tmp_path, corpora):
+    assert _invoke("--cycles", "1", *_sets(tmp_path, corpora)).exit_code == 0
+    (tmp_path / "runs" / "x" / "active" / "cycle_1.pt").write_bytes(b"junk")
+    r = _invoke("--cycles", "2", "--resume", *_sets(tmp_path, corpora))
+    assert r.exit_code == 2 and r.output.startswith("error: cannot read checkpoint") and "cycle_1.pt" in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1

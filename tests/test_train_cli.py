@@ -142,6 +142,29 @@ def test_diverging_run_stops_with_one_line_and_writes_no_checkpoint(tmp_path, co
     assert not (tmp_path / "runs" / "nan" / "best.pt").exists() and not (tmp_path / "runs" / "nan" / "last.pt").exists()
 
 
+def test_divergence_after_a_checkpoint_gives_advice_that_works(tmp_path, corpora, monkeypatch):
+    """last.pt of the finite epoch 1 stays; the hint must not claim otherwise, nor send the user to
+    a plain re-run (refused: the folder holds a run) or --resume (refused: optim.lr changed)."""
+    from train import loop
+
+    loss = loop.Trainer.loss
+
+    def nan_from_epoch_2(self, batch):
+        value, parts = loss(self, batch)
+        return (value * float("nan") if self.epoch else value), parts
+
+    monkeypatch.setattr(loop.Trainer, "loss", nan_from_epoch_2)
+    base = _sets(tmp_path, f"data.ranked={corpora['distort']}", "name=late", "optim.epochs=3")
+    r = CliRunner().invoke(main, ["run", *base])
+    assert r.exit_code == 2, r.output
+    line = r.output.strip().splitlines()[-1]
+    assert line.startswith("error: loss became nan") and "epoch 2" in line and "no checkpoint" not in line, line
+    assert torch.load(tmp_path / "runs" / "late" / "last.pt", weights_only=False)["epoch"] == 1
+    assert "--set name=" in line
+    monkeypatch.setattr(loop.Trainer, "loss", loss)
+    assert _run(tmp_path, "run", *base, "--set", "optim.lr=1e-5", "--set", "name=late2").exit_code == 0
+
+
 def test_nonfinite_weights_are_never_saved(tmp_path):
     from train.errors import TrainError
     from train.engine import atomic_save
@@ -250,6 +273,8 @@ def test_collapsed_predictions_warn(tmp_path, corpora, monkeypatch):
     monkeypatch.setattr(loop.Trainer, "predict_items", lambda self, ds, items, n, seeds=None: np.full(len(items), 0.5))
     r = _run(tmp_path, "run", *_sets(tmp_path, "objective=dcr", f"data.labeled={corpora['annotate']}", "optim.epochs=1"))
     assert r.exit_code == 0 and "have collapsed" in r.output and "loss.gamma" in r.output, r.output
+    # Validation and test may be of one corpus and one size: the warning says which split it is.
+    assert "validation predictions" in r.output and "test predictions" in r.output, r.output
 
 
 class _DropoutCNN(torch.nn.Module):

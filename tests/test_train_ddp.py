@@ -21,9 +21,10 @@ STEPS = 3
 
 
 def _cfg(tmp, objective):
-    corpus = {"rank": f"data.ranked={tmp}/d.h5", "dcr": f"data.labeled={tmp}/a.h5"}[objective]
+    corpus = f"data.ranked={tmp}/d.h5" if objective == "rank" else f"data.labeled={tmp}/a.h5"
     return load_config(None, [f"objective={objective}", corpus, "data.build=null", "data.patch=32", "data.heldout=0",
-                              "model.width=4", "optim.batch_size=12", "optim.lr=0.05", "train.progress=false"])
+                              "model.width=4", "optim.batch_size=12", "optim.labeled_batch=12", "optim.lr=0.05",
+                              "train.progress=false"])
 
 
 def _train(cfg, d: Dist) -> dict:
@@ -43,7 +44,7 @@ def _worker(rank, tmp, objective):
     shutdown(d)
 
 
-@pytest.mark.parametrize("objective", ["rank", "dcr"])
+@pytest.mark.parametrize("objective", ["rank", "regress", "dcr"])
 def test_ddp_matches_single_process(tmp_path, objective):
     make_distort(tmp_path / "d.h5", refs=4, levels=4, size=(40, 48))
     make_annotate(tmp_path / "a.h5", refs=4, per_ref=6, annotators=2, size=(40, 48))

@@ -139,6 +139,12 @@ def test_dcr_refuses_lambda2_zero_with_adversary():
     assert load_config("dcr_tid2013_4ann")["loss"]["gamma"] > 0
 
 
+def test_dcr_loss_has_the_trainers_default_margin():
+    from train.config import DEFAULTS
+
+    assert DCRLoss(4, 2).gamma == DEFAULTS["loss"]["gamma"] > 0
+
+
 def test_collapse_is_detected():
     import numpy as np
 

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import yaml
 
 from rankgen.crowd import crops as C
@@ -40,11 +39,12 @@ from rankgen.seeding import item_seed, rng_for
 from . import metrics as M
 from .build import build_corpora, build_network, build_optimizer, labeled_dataset, loader_options, model_entry
 from .config import DEFAULTS, KEYS, RECIPES_DIR, _flat, apply_settings, dump, read_recipe, resolve_recipe, validate
-from .data import ItemBatchSampler, fit_small, open_corpus, to_tensor
+from .data import ItemBatchSampler, fit_small, hold_out_scenes, open_corpus, shares_scene, to_tensor
 from .distributed import Dist
 from .errors import TrainError
-from .losses import counting_loss
-from .engine import atomic_save, autocast, pick_device, predict, to_device, train_one_epoch
+from .engine import atomic_save, labeled_loss, pick_device, predict, to_device, train_one_epoch
+from .loop import lock_run_dir
+from .models import read_torch_file
 
 STRATEGIES = ("active", "random")
 DEFAULT_RECIPE = RECIPES_DIR / "active_default.yaml"
@@ -82,7 +82,10 @@ def sets_needed(k: int, length: int) -> int:
 
 def certainty(scores: np.ndarray, pairs: np.ndarray) -> float:
     """Eq. 15 on predictions `scores[set, position]` (position 0 = mildest): the fraction of pairs
-    ranked right, higher = better, ties counting 1/2."""
+    ranked right, higher = better, ties counting 1/2; nan when a prediction is not finite (every
+    comparison with nan is false, so a diverged network would look certainly wrong: C = 0)."""
+    if not np.all(np.isfinite(scores)):
+        return float("nan")
     better = scores[pairs[:, 0], pairs[:, 1]]
     worse = scores[pairs[:, 0], pairs[:, 2]]
     return float(np.mean((better > worse) + 0.5 * (better == worse)))
@@ -211,10 +214,8 @@ def iqa_pool(cfg: dict) -> Pool:
         ref = corpus.table("ref_id")[corpus.column("ref")]
         crop = corpus.column("crop") if "crop" in cols else np.zeros(n, np.int64)
         dist = corpus.column("distortion")
-        refs = np.unique(ref)
-        n_test = int(round(cfg["active"]["test"] * len(refs)))
-        held = rng_for(cfg["seed"], "active-test").permutation(refs)[:n_test]
-        in_test = np.isin(ref, held)
+        # By scene: with a stereo twin in the pool, the test would score a view the network was trained on.
+        in_test = hold_out_scenes(ref, cfg["active"]["test"], rng_for(cfg["seed"], "active-test"))
         # The pristine references carry no label worth buying (SSIM 1): neither pool nor test.
         keys = [f"{ref[i]}/{crop[i]}/{dist[i]}" if level[i] > 0 else None for i in range(n)]
         test = np.flatnonzero(in_test & (level > 0))
@@ -230,6 +231,12 @@ def iqa_pool(cfg: dict) -> Pool:
         dist = corpus.column("distortion") if "distortion" in cols else np.full(n, "")
         # A reference (or an item of unknown type) has no series to be labeled with: a unit of its own.
         keys = [f"{ref[i]}/{dist[i]}" if dist[i] not in ("", "reference") else f"{ref[i]}/#{i}" for i in range(n)]
+        # A corpus split by reference (annotate before issue #15) can hold a stereo twin on each side.
+        leaked = ~in_test & shares_scene(ref, ref[in_test])
+        if leaked.any():
+            _log(f"note: {int(leaked.sum())} items of {corpus.path} show a scene of the test split "
+                 f"({', '.join(sorted({str(r) for r in ref[leaked]})[:4])}); left out of the pool")
+            keys = [None if leaked[i] else k for i, k in enumerate(keys)]
         test = np.flatnonzero(in_test)
         level = corpus.column("level") if "level" in cols else np.full(n, -1)
         pristine = {ref[i]: i for i in range(n) if level[i] == 0}
@@ -386,18 +393,8 @@ class Cycle:
         return model.to(self.device)
 
     def loss(self, model, batch, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        amp = self.cfg["train"]["amp"]
-        if self.counting:
-            x, dens, _ = batch
-            with autocast(self.device, amp):
-                pred = model(to_device(x, self.device), maps=True)
-            loss = counting_loss(pred.float(), to_device(dens, self.device))
-            return loss, {"count": loss.item()}
-        x, idx = batch
-        with autocast(self.device, amp):
-            y = model(to_device(x, self.device))
-        loss = F.mse_loss(y.float(), to_device(target[idx], self.device))
-        return loss, {"reg": loss.item()}
+        return labeled_loss(model, batch, lambda idx: to_device(target[idx], self.device), self.device,
+                            counting=self.counting, amp=self.cfg["train"]["amp"])
 
     def train(self, model, items: np.ndarray, seed: int) -> float:
         """optim.epochs epochs on the labeled items, an epoch being optim.iters_per_epoch steps (the same
@@ -483,6 +480,17 @@ def run_active(cfg: dict, resume: bool = False) -> dict:
     (+ .pt), results.csv and active.png. Returns {"run_dir", "rows"}."""
     device = pick_device(cfg["train"]["device"])
     run_dir = Path(cfg["out"]) / cfg["name"]
+    # The lock of `train run`: a second `train active` (a --resume while the first still runs)
+    # would otherwise interleave cycle files with it.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_run_dir(run_dir)
+    try:
+        return _run_active(cfg, resume, device, run_dir)
+    finally:
+        lock.close()
+
+
+def _run_active(cfg: dict, resume: bool, device: torch.device, run_dir: Path) -> dict:
     saved_cfg = run_dir / "config.yaml"
     if saved_cfg.exists():
         if not resume:
@@ -497,7 +505,6 @@ def run_active(cfg: dict, resume: bool = False) -> dict:
     build_corpora(cfg, Dist(device=device))
     pool = counting_pool(cfg) if cfg["task"] == "counting" else iqa_pool(cfg)
     counts = schedule(cfg, len(pool.names))
-    run_dir.mkdir(parents=True, exist_ok=True)
     saved_cfg.write_text(dump(cfg))
     _write_json(run_dir / "pool.json", {"units": pool.names, "test_items": pool.test.tolist(), "counts": counts})
     cyc = Cycle(cfg, pool, device)
@@ -516,6 +523,10 @@ def select(cfg: dict, cyc: Cycle, strategy: str, model, labeled: np.ndarray, t: 
     if strategy == "random":
         return np.sort(rng_for(cfg["seed"], "active-random", t).choice(unlabeled, size=s, replace=False)), None
     c = pool_certainty(model, cyc.pool, unlabeled, cfg, t, device=cyc.device)
+    if not np.all(np.isfinite(c)):
+        raise TrainError(f"cycle {t}: the network's predictions on the pool are not finite, so Eq. 15 cannot rank "
+                         "its units; the training diverged: lower optim.lr (e.g. --set optim.lr=1e-4) and train "
+                         "under a new name (--set name=OTHER)")
     # Stable sort: equal certainties go in unit-name order, so a selection never depends on chance.
     order = unlabeled[np.argsort(c, kind="stable")]
     if cfg["active"]["balance"] and cyc.pool.generators and any(cyc.pool.generators):
@@ -556,7 +567,7 @@ def run_strategy(cfg: dict, cyc: Cycle, strategy: str, start: np.ndarray, counts
         first += 1
     if first:
         t = first - 1
-        ck = torch.load(folder / f"cycle_{t}.pt", map_location="cpu", weights_only=False)
+        ck = read_torch_file(folder / f"cycle_{t}.pt", "checkpoint", weights_only=False)
         model.load_state_dict(ck["model"])
         if t + 1 < len(counts) and not rec["selected"]:
             # The run being extended ended at cycle t, which therefore selected nothing.
@@ -573,7 +584,7 @@ def run_strategy(cfg: dict, cyc: Cycle, strategy: str, start: np.ndarray, counts
         # reuses the active branch's result instead of repeating identical work.
         shared = run_dir / STRATEGIES[0] / "cycle_0.pt"
         if t == 0 and strategy != STRATEGIES[0] and shared.exists():
-            ck = torch.load(shared, map_location="cpu", weights_only=False)
+            ck = read_torch_file(shared, "checkpoint", weights_only=False)
             model.load_state_dict(ck["model"])
             loss = ck["loss"]
         else:

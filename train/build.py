@@ -23,10 +23,9 @@ from torch.utils.data import DataLoader
 
 from rankgen.locking import die_with_parent
 from rankgen.seeding import rng_for
-from rankgen.sources import scene_of
 
 from .data import (LABELED_KINDS, DensityDataset, GroupBatchSampler, ItemBatchSampler, PatchDataset, RankedIndex,
-                   hold_out_scenes, open_corpus)
+                   hold_out_scenes, open_corpus, shares_scene)
 from .distributed import Dist, main_decides
 from .engine import grad_scaler, make_optimizer, make_scheduler
 from .errors import TrainError
@@ -115,8 +114,7 @@ def carve_validation(cfg: dict, corpus, separate_test, d: Dist) -> tuple[np.ndar
     refs = corpus.column("ref") if "ref" in corpus.columns() else np.arange(len(corpus)).astype(str)
     train = np.flatnonzero(split == "train")
     if not separate_test:
-        test_scenes = {scene_of(r) for r in refs[split == "test"]}
-        leaked = np.array([scene_of(r) in test_scenes for r in refs[train]], dtype=bool)
+        leaked = shares_scene(refs[train], refs[split == "test"])
         if leaked.any():
             log(f"note: {int(leaked.sum())} training items of {corpus.path} show a scene of the test split "
                 f"({', '.join(sorted({str(r) for r in refs[train[leaked]]})[:4])}); left out of training", d)

@@ -254,6 +254,12 @@ def hold_out_scenes(refs: np.ndarray, fraction: float, rng: np.random.Generator)
     return np.isin(scenes, rng.permutation(unique)[:n_out])
 
 
+def shares_scene(refs: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Mask of `refs` whose scene is one of `others`' (a stereo twin of one of them, or itself)."""
+    scenes = {scene_of(r) for r in others}
+    return np.array([scene_of(r) in scenes for r in refs], dtype=bool)
+
+
 def _share(keys: list, rank: int, world: int) -> list:
     return keys[rank::world]
 

@@ -4,8 +4,8 @@ of steps, float32 prediction, checkpoints with RNG state.
 `train run` (loop.py), `train active` (active.py), `train eval` and `train predict` (evaluate.py)
 build their pieces with train.build and their loss, and hand them to these functions; none has a
 loop of its own. Read
-top to bottom: pick_device -> autocast/GradScaler -> make_optimizer -> train_one_epoch -> predict
--> save/load.
+top to bottom: pick_device -> autocast/GradScaler -> make_optimizer -> train_one_epoch -> labeled_loss
+-> predict -> save/load.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .distributed import Dist, any_rank
 from .errors import TrainError
+from .losses import counting_loss
 from .models import read_torch_file
 
 
@@ -85,8 +87,11 @@ def check_finite(loss: torch.Tensor, parts: dict, step: int, epoch: int, d: Dist
         return
     terms = ", ".join(f"{k}={v:.4g}" for k, v in parts.items())
     where = f"loss became {loss.item()}" if not finite else "the loss of another process became non-finite"
-    raise TrainError(f"{where} at step {step} (epoch {epoch}; {terms}); the run diverged, "
-                     "no checkpoint of it was written: lower optim.lr (e.g. --set optim.lr=1e-4) and start again")
+    # Checkpoints of earlier epochs may exist and hold finite weights; the same name would then
+    # need --resume, which refuses another optim.lr: a new name is the advice that always works.
+    raise TrainError(f"{where} at step {step} (epoch {epoch}; {terms}); the run diverged and stopped before "
+                     "this step reached the weights: lower optim.lr (e.g. --set optim.lr=1e-4) and train under "
+                     "a new name (--set name=OTHER)")
 
 
 def train_one_epoch(loss_fn: Callable, batches: Iterable, optimizer, scaler, *, epoch: int, first_step: int = 0,
@@ -122,6 +127,25 @@ def train_one_epoch(loss_fn: Callable, batches: Iterable, optimizer, scaler, *, 
     row = {"loss": total / max(n, 1), "images_per_s": images / max(elapsed, 1e-9), "seconds": elapsed, "steps": n}
     row.update({f"loss_{k}": v / max(n, 1) for k, v in sums.items()})
     return row
+
+
+# -- the labeled loss --------------------------------------------------------------------------------------
+def labeled_loss(net, batch, target: Callable, device: torch.device, *, counting: bool, amp: bool,
+                 channels_last: bool = False, gather: Callable = lambda t: t) -> tuple[torch.Tensor, dict]:
+    """Regression (MSE to `target(items)`, the batch's targets on the device) or, for counting,
+    Eq. 17 on density maps: the loss of `train run`'s regress/multitask/counting and of every
+    `train active` cycle. `gather` joins every DDP process's outputs (the identity on one)."""
+    if counting:
+        x, dens, _ = batch
+        with autocast(device, amp):
+            pred = net(to_device(x, device, channels_last), maps=True)
+        loss = counting_loss(gather(pred.float()), gather(to_device(dens, device)))
+        return loss, {"count": loss.item()}
+    x, items = batch
+    with autocast(device, amp):
+        y = net(to_device(x, device, channels_last))
+    loss = F.mse_loss(gather(y.float()), target(items))
+    return loss, {"reg": loss.item()}
 
 
 # -- prediction -------------------------------------------------------------------------------------------
@@ -177,7 +201,7 @@ def atomic_save(obj, path: Path) -> None:
         bad = nonfinite_tensors(obj["model"])
         if bad:
             raise TrainError(f"the weights became non-finite ({', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}); "
-                             f"{path.name} was not written: lower optim.lr and start again")
+                             f"{path.name} was not written: lower optim.lr and train under a new name (--set name=OTHER)")
     tmp = path.with_name(path.name + ".tmp")
     buf = io.BytesIO()
     torch.save(obj, buf)

@@ -71,11 +71,8 @@ def evaluate_checkpoint(checkpoint, data, split: str = "test", crops: int | None
     target = cfg["data"]["target"]
     y = corpus.column(target)[items]
     ann = corpus.column("annotator")[items] if "annotator" in corpus.columns() else None
-    res = {"items": len(items), **M.per_annotator(y, pred, ann)}
-    if "true_score" in corpus.columns():
-        true = corpus.column("true_score")[items]
-        res.update(lcc_true=M.lcc(true, pred), srocc_true=M.srocc(true, pred))
-    return res
+    true = corpus.column("true_score")[items] if "true_score" in corpus.columns() else None
+    return {"items": len(items), **M.labeled_scores(y, pred, ann, true)}
 
 
 def predict_files(checkpoint, paths, crops: int | None = None):

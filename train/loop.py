@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from rankgen.locking import LockHeld, exclusive_lock
 
@@ -18,10 +17,10 @@ from .config import _flat, dump
 from .data import DensityDataset, group_crop_seeds, to_tensor
 from .distributed import (Dist, decided_by_main, gather, gather_ints, gather_shards, init_from_env,
                           main_decides, shutdown)
-from .engine import (atomic_save, autocast, load_checkpoint, pick_device, predict, rng_state, set_rng_state, to_device,
-                     train_one_epoch)
+from .engine import (atomic_save, autocast, labeled_loss, load_checkpoint, pick_device, predict, rng_state,
+                     set_rng_state, to_device, train_one_epoch)
 from .errors import TrainError
-from .losses import allpairs_rank_loss, counting_loss
+from .losses import allpairs_rank_loss
 
 
 class Trainer:
@@ -67,28 +66,24 @@ class Trainer:
         loss = allpairs_rank_loss(y, order, self.cfg["loss"]["margin"])
         return loss, {"rank": loss.item()}
 
+    def labeled_target(self, items: torch.Tensor) -> torch.Tensor:
+        items = gather_ints(items.tolist(), self.d)
+        return torch.from_numpy(self.data.labeled.target[items]).to(self.device)
+
     def labeled_loss(self, batch) -> tuple[torch.Tensor, dict]:
-        if self.task == "counting":
-            x, dens, items = batch
-            with self.autocast():
-                pred = self.net(self.to_device(x), maps=True)
-            pred, dens = gather(pred.float(), self.d), gather(self.to_device(dens), self.d)
-            loss = counting_loss(pred, dens)
-            return loss, {"count": loss.item()}
+        if self.objective != "dcr":
+            tc = self.cfg["train"]
+            return labeled_loss(self.net, batch, self.labeled_target, self.device, counting=self.task == "counting",
+                                amp=tc["amp"], channels_last=tc["channels_last"], gather=lambda t: gather(t, self.d))
         x, items = batch
         items = gather_ints(items.tolist(), self.d)
         target = torch.from_numpy(self.data.labeled.target[items]).to(self.device)
-        if self.objective == "dcr":
-            with self.autocast():
-                y, z = self.net(self.to_device(x), with_embedding=True)
-            y, z = gather(y.float(), self.d), gather(z.float(), self.d)
-            ann = self.data.labeled.annotator
-            ann = torch.from_numpy(ann[items] if ann is not None else np.zeros(len(items), np.int64))
-            return self.criterion(y, z, target, ann.to(self.device))
         with self.autocast():
-            y = self.net(self.to_device(x))
-        loss = F.mse_loss(gather(y.float(), self.d), target)
-        return loss, {"reg": loss.item()}
+            y, z = self.net(self.to_device(x), with_embedding=True)
+        y, z = gather(y.float(), self.d), gather(z.float(), self.d)
+        ann = self.data.labeled.annotator
+        ann = torch.from_numpy(ann[items] if ann is not None else np.zeros(len(items), np.int64))
+        return self.criterion(y, z, target, ann.to(self.device))
 
     def loss(self, batches) -> tuple[torch.Tensor, dict]:
         """The objective on one (ranked, labeled) pair of batches, either may be None."""
@@ -162,26 +157,23 @@ class Trainer:
             pred[items] = self.predict_items(self.data.ranked_ds, items, dc["test_crops"], seeds)
             res["heldout_pra"] = M.pra_groups(pred, groups)
         if self.data.labeled_val is not None:
-            res.update({f"val_{k}": v for k, v in self.labeled_metrics(self.data.labeled_val).items()})
+            res.update({f"val_{k}": v for k, v in self.labeled_metrics(self.data.labeled_val, "validation").items()})
         if self.data.labeled_eval is not None and len(self.data.labeled_eval.items):
-            res.update(self.labeled_metrics(self.data.labeled_eval))
+            res.update(self.labeled_metrics(self.data.labeled_eval, "test"))
         return res
 
-    def labeled_metrics(self, split: Split) -> dict:
+    def labeled_metrics(self, split: Split, role: str) -> dict:
         items = split.items
         pred = self.predict_items(split.dataset, items, self.cfg["data"]["test_crops"])
         y = split.target[items]
         if M.collapsed(pred):
-            log(f"warning: the {len(pred)} predictions on {split.corpus.path.name} have collapsed (std "
+            log(f"warning: the {len(pred)} {role} predictions ({split.corpus.path.name}) have collapsed (std "
                 f"{pred.std():.2g}): the network outputs one value for every image; for dcr raise loss.gamma "
                 "(e.g. 0.1) or loss.lambda1, else lower optim.lr", self.d)
         if self.task == "counting":
             return {"mae": M.mae(y, pred), "rmse": M.rmse(y, pred)}
-        res = M.per_annotator(y, pred, split.annotator[items] if split.annotator is not None else None)
-        if "true_score" in split.corpus.columns():
-            true = split.corpus.column("true_score")[items]
-            res.update(lcc_true=M.lcc(true, pred), srocc_true=M.srocc(true, pred))
-        return res
+        true = split.corpus.column("true_score")[items] if "true_score" in split.corpus.columns() else None
+        return M.labeled_scores(y, pred, split.annotator[items] if split.annotator is not None else None, true)
 
     def key_metric(self, res: dict) -> float:
         """The score best.pt maximizes: the first of these the run reports, nan when undefined

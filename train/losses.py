@@ -81,10 +81,12 @@ class DCRLoss(nn.Module):
     Eqs. 5-6 train h_psi to recognise the annotator from the embedding while the embedding is
     trained to defeat it. One gradient reversal layer gives exactly those two gradients from one
     cross-entropy: psi receives l2 * dCE/dpsi, theta receives -l3 * dCE/dtheta (L_theta = -CE).
+    gamma defaults to the recipes' 0.1, not the paper's 0, which collapsed every small-CNN run of
+    issue #15 (docs/training.md).
     """
 
     def __init__(self, embed_dim: int, n_annotators: int, *, lambda1=0.2, lambda2=0.2, lambda3=0.2,
-                 gamma=0.0, disjoint=True, grl=True):
+                 gamma=0.1, disjoint=True, grl=True):
         super().__init__()
         self.lambda1, self.lambda2, self.lambda3, self.gamma = lambda1, lambda2, lambda3, gamma
         self.disjoint, self.grl = disjoint, grl

@@ -114,6 +114,16 @@ def per_annotator(y: np.ndarray, pred: np.ndarray, annotator: np.ndarray | None)
     return {"pra": float(m[0]), "srocc": float(m[1]), "plcc": float(m[2]), "annotators_excluded": excluded}
 
 
+def labeled_scores(y: np.ndarray, pred: np.ndarray, annotator: np.ndarray | None,
+                   true: np.ndarray | None = None) -> dict[str, float]:
+    """What `train run` and `train eval` report on labeled items: per_annotator's means and, where the
+    corpus has a true score (rankgen annotate's), LCC and SROCC against it (lcc_true, srocc_true)."""
+    res = per_annotator(y, pred, annotator)
+    if true is not None:
+        res.update(lcc_true=lcc(true, pred), srocc_true=srocc(true, pred))
+    return res
+
+
 # Predictions whose standard deviation is below this (relative to their scale) carry no ranking:
 # the DCR runs of issue #15 that collapsed had std <= 0.001 on targets in [0, 1].
 COLLAPSE_STD = 1e-3
