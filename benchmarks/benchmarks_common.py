@@ -25,3 +25,14 @@ def photo_folder(n: int, root: Path) -> Path:
 
 def load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def allocator_as_in_a_run() -> dict:
+    """Put this process under the allocator setting that rankgen's runs use (glibc keeps freed blocks
+    for reuse: rankgen.pipeline.reuse_freed_memory) and return an environment that gives a peer's
+    interpreter the same setting through glibc's own variables, so both sides allocate alike."""
+    from rankgen import pipeline
+
+    pipeline.reuse_freed_memory()
+    return dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(pipeline._MMAP_THRESHOLD),
+                MALLOC_TRIM_THRESHOLD_=str(pipeline._TRIM_THRESHOLD))

@@ -28,7 +28,7 @@ import numpy as np
 
 import rankgen
 import rankgen.jobs.distort as jobs_distort
-from benchmarks_common import load, photo_512x384, photo_folder
+from benchmarks_common import allocator_as_in_a_run, load, photo_512x384, photo_folder
 from rankgen.distortions import distort, load_recipe
 
 
@@ -214,6 +214,7 @@ def main() -> None:
     args = ap.parse_args()
     print(f"# rankgen distort benchmark, {time.strftime('%Y-%m-%d')}, {os.uname().machine}, "
           f"{len(os.sched_getaffinity(0))} cores, python {sys.version.split()[0]}")
+    allocator_as_in_a_run()  # the kernels are timed as a run's workers call them
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "calls"):
             per_call(args.repeat)

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from benchmarks_common import photo_512x384
+from benchmarks_common import allocator_as_in_a_run, photo_512x384
 from rankgen.distortions import distort, load_recipe
 from rankgen.distortions.metrics import psnr
 
@@ -76,6 +76,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--calls", type=int, default=7)
     args = ap.parse_args()
+    peer_env = allocator_as_in_a_run()
     img = photo_512x384()
     full, kadid = load_recipe("tid2013-full"), load_recipe("kadid10k")
     path = os.path.join(tempfile.mkdtemp(), "img.npy")
@@ -97,7 +98,7 @@ def main() -> None:
             ours[name].append(float(np.median(times)))
             quality[name] = psnr(img, out)
         res = subprocess.run([args.peer, "-c", PEER, path, str(args.calls), json.dumps(PAIRS)],
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, env=peer_env)
         if res.returncode:
             sys.exit(f"the peer interpreter failed:\n{res.stderr[-2000:]}")
         for name, (seconds, value) in json.loads(res.stdout.strip().splitlines()[-1]).items():

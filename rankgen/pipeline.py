@@ -10,12 +10,15 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
+import ctypes
 import functools
 import itertools
 import json
 import multiprocessing as mp
 import os
+import platform
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -168,6 +171,32 @@ def _start_worker(parent: int) -> None:
     die_with_parent(parent)
 
 
+# glibc's largest mmap threshold; larger blocks are still mapped and unmapped on every use.
+_MMAP_THRESHOLD = 32 << 20
+_TRIM_THRESHOLD = 256 << 20
+_reusing = False  # set once per process
+
+
+def reuse_freed_memory() -> None:
+    """Have glibc keep freed blocks of up to 32 MB in the heap for the next allocation.
+
+    A kernel allocates several image-sized arrays per call (a float copy, CIELAB, the result) and
+    frees them; glibc's default gives such blocks back to the system, so each call page-faulted its
+    arrays in anew: 2x the time of several kernels on this project's machines (brighten, high_sharpen,
+    saturation_increase; docs/benchmarks.md), and the writer likewise for the results it receives. Set
+    in every worker (pool or Dask) and in the process that calls run_jobs: it stays for the life of that process
+    (mallopt has no undo), whose memory is then its peak rather than its current use. Elsewhere than
+    glibc: nothing."""
+    global _reusing
+    if _reusing or not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return
+    _reusing = True
+    libc = ctypes.CDLL(None)
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, _MMAP_THRESHOLD)
+    libc.mallopt(m_trim_threshold, _TRIM_THRESHOLD)
+
+
 def _windowed(submit, todo: Sequence, window: int):
     """submit(job) -> a function that waits for its result; at most `window` jobs submitted ahead."""
     pending: collections.deque = collections.deque()
@@ -218,6 +247,7 @@ def _dask_results(work, todo: list, workers: int, scheduler: str | None):
 def _encoded_work(work, encoders, job) -> JobResult:
     """work(job) with its ragged arrays encoded here, in the worker: compression scales with the
     workers and only encoded bytes travel to the writing process."""
+    reuse_freed_memory()  # here, so that Dask's workers get it as well as the pool's
     result = work(job)
     result.rows = encode_rows(result.rows, encoders)
     return result
@@ -244,6 +274,7 @@ def run_jobs(
     number or the size of the sources, and a killed run loses at most about that much time.
     on_error="stop" turns the first skipped job into an error (after committing what came before).
     """
+    reuse_freed_memory()
     start = int(writer.attr(S.ATTR_JOBS_DONE, 0))
     skipped = json.loads(writer.attr(S.ATTR_SKIPPED, "[]"))
     notes: list[str] = list(writer.notes)

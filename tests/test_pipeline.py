@@ -157,3 +157,36 @@ def test_ctrl_c_with_a_pool_exits_130_and_keeps_a_resumable_partial(tmp_path, ph
     else:
         assert subprocess.run(cmd, capture_output=True).returncode == 0
     assert len(Corpus(out)) == 24 * 9
+
+
+def faults_on_reuse(job):
+    """Minor page faults of image-sized blocks allocated again after being freed: what a kernel paid
+    on every call while glibc gave such blocks back to the system."""
+    import resource
+
+    def allocate():
+        blocks = [np.ones(3 << 20, np.uint8) for _ in range(4)]  # several at once, as a kernel's arrays
+        del blocks
+
+    allocate()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        allocate()
+    return JobResult(notes=[str(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.parametrize("workers", [1, 2])
+def test_jobs_reuse_freed_memory_instead_of_faulting_it_in_again(tmp_path, workers):
+    """In pool workers and in the calling process alike (a subprocess here, as the setting outlives the run)."""
+    code = f"""
+import sys
+sys.path.insert(0, {str(os.path.dirname(__file__))!r})
+from test_pipeline import faults_on_reuse
+from rankgen.corpus import CorpusWriter
+from rankgen.pipeline import run_jobs
+with CorpusWriter({str(tmp_path / "f.h5")!r}, "distort", columns={{}}, ragged={{}}, attrs={{}}, fingerprint="f") as w:
+    print(max(int(n) for n in run_jobs(range(4), faults_on_reuse, w, workers={workers}, progress=False).notes))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) < 100, "freed blocks were faulted in again (thousands of pages without the setting)"
