@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 import rankgen
-from benchmarks_common import load
+from benchmarks_common import allocator_as_in_a_run, load
 from distort_throughput import kernel_instrumented_run
 from rankgen.corpus import Corpus
 
@@ -108,8 +107,9 @@ def main() -> None:
         kernel = kernels / items
         print(f"## lossless codecs on {items} items of `rankgen distort --limit 2` (tid2013, 5 levels); "
               f"kernel time {1e3 * kernel:.2f} ms per item; {load()}")
-        here = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-        rounds = [[one_round(sys.executable, tmp / "items.npz", here), one_round(args.peer, tmp / "items.npz", os.environ)]
+        env = allocator_as_in_a_run()  # both interpreters allocate as a run's workers do
+        here = dict(env, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+        rounds = [[one_round(sys.executable, tmp / "items.npz", here), one_round(args.peer, tmp / "items.npz", env)]
                   for _ in range(args.rounds)]  # alternating: this interpreter, then the peer's
         names = [name for side in rounds[0] for name in side]
         figures = {name: {key: float(np.median([side[name][key] for pair in rounds for side in pair if name in side]))
