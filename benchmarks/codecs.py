@@ -1,7 +1,7 @@
 """Lossless codecs for a corpus's pixels: encode and decode time, size, and what the encoding alone
 costs a `--workers 1` run; prints a table (docs/benchmarks.md, "Which lossless codec").
 
-    python3 -m venv /work/venvs/codecs && /work/venvs/codecs/bin/pip install imagecodecs opencv-python-headless
+    python3 -m venv /work/venvs/codecs && /work/venvs/codecs/bin/pip install imagecodecs opencv-python-headless==5.0.0.93
     PYTHONPATH=. .venv/bin/python benchmarks/codecs.py --peer /work/venvs/codecs/bin/python
 
 The items are those of a real corpus: `rankgen distort` on the first 2 bundled photos (154 items

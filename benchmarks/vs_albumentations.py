@@ -1,8 +1,9 @@
 """rankgen's distortions against albumentations 2.0.8 on the types both have; prints a table.
 
-albumentations runs in a benchmark-only environment of its own, as a peer interpreter:
+albumentations runs in a benchmark-only environment of its own, as a peer interpreter, with the
+OpenCV that rankgen pins, so that both sides call the same library:
 
-    python3 -m venv /work/venvs/albu && /work/venvs/albu/bin/pip install albumentations==2.0.8
+    python3 -m venv /work/venvs/albu && /work/venvs/albu/bin/pip install albumentations==2.0.8 opencv-python-headless==5.0.0.93
     PYTHONPATH=. .venv/bin/python benchmarks/vs_albumentations.py --peer /work/venvs/albu/bin/python
 
 Both sides are timed in the same run, alternating rounds, on the same 512x384 photograph (rankgen's
