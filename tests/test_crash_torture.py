@@ -99,11 +99,9 @@ def test_sigkill_at_random_moments_never_corrupts(setup):
     assert killed >= KILLS // 2, "most trials must really kill mid-run, or this tests nothing"
 
 
-def test_full_disk_stops_cleanly_keeps_commits_and_resumes(tmp_path, photo):
-    """A real full disk (a small tmpfs): one line, exit 2, committed items kept; after freeing space
-    the same command resumes to the uninterrupted result; --overwrite on a full disk keeps the old file."""
-    import shutil
-
+@pytest.fixture
+def small_disk(tmp_path, photo):
+    """(distort's arguments, the uninterrupted run's file, a 64 MB tmpfs to write on, that file's size)."""
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root")
     photos = tmp_path / "photos"
@@ -112,34 +110,43 @@ def test_full_disk_stops_cleanly_keeps_commits_and_resumes(tmp_path, photo):
         Image.fromarray(np.roll(photo, 7 * i, axis=1)[:72, :96]).save(photos / f"{i:02d}.png")
     args = ["distort", "--dataset", "folder", "--root", photos, "--distortions", "gaussian_noise,jpeg,gaussian_blur",
             "--levels", 4, "--workers", 1, "--quiet"]
-    subprocess.run(rankgen(*args, "-o", tmp_path / "whole.h5"), check=True)
-    size = (tmp_path / "whole.h5").stat().st_size
+    whole = tmp_path / "whole.h5"
+    subprocess.run(rankgen(*args, "-o", whole), check=True)
     disk = tmp_path / "disk"
     disk.mkdir()
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64M", "tmpfs", str(disk)]).returncode:
         pytest.skip("cannot mount a tmpfs here")
     try:
-        from rankgen.corpus.writer import DISK_HEADROOM
-
-        filler = disk / "filler"
-        # Room for the first commit (8 of 24 sources) but not for the whole file.
-        filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - DISK_HEADROOM - size // 2))
-        out = disk / "out.h5"
-        r = subprocess.run(rankgen(*args, "-o", out), capture_output=True, text=True)
-        assert r.returncode == 2 and "disk full" in r.stderr and "Traceback" not in r.stderr, r.stderr
-        assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
-        with h5py.File(out.with_name("out.h5.partial"), "r") as f:
-            assert int(f.attrs["n_committed"]) > 0
-        filler.unlink()
-        r = subprocess.run(rankgen(*args, "-o", out), capture_output=True, text=True)
-        assert r.returncode == 0 and "resumed after" in r.stdout, r.stdout + r.stderr
-        assert check(out) == [] and digests(out) == digests(tmp_path / "whole.h5")
-        filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - DISK_HEADROOM - size // 2))
-        r = subprocess.run(rankgen(*args, "--seed", 1, "--overwrite", "-o", out), capture_output=True, text=True)
-        assert r.returncode == 2 and "disk full" in r.stderr and "Traceback" not in r.stderr, r.stderr
-        assert check(out) == [] and digests(out) == digests(tmp_path / "whole.h5")  # the old file, whole
+        yield args, whole, disk, whole.stat().st_size
     finally:
         subprocess.run(["umount", str(disk)])
+
+
+def test_full_disk_stops_cleanly_keeps_commits_and_resumes(small_disk):
+    """A real full disk (a small tmpfs): one line, exit 2, committed items kept; after freeing space
+    the same command resumes to the uninterrupted result; --overwrite on a full disk keeps the old file."""
+    import shutil
+
+    from rankgen.corpus.writer import DISK_HEADROOM
+
+    args, whole, disk, size = small_disk
+    filler = disk / "filler"
+    # Room for the first commit (8 of 24 sources) but not for the whole file.
+    filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - DISK_HEADROOM - size // 2))
+    out = disk / "out.h5"
+    r = subprocess.run(rankgen(*args, "-o", out), capture_output=True, text=True)
+    assert r.returncode == 2 and "disk full" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+    with h5py.File(out.with_name("out.h5.partial"), "r") as f:
+        assert int(f.attrs["n_committed"]) > 0
+    filler.unlink()
+    r = subprocess.run(rankgen(*args, "-o", out), capture_output=True, text=True)
+    assert r.returncode == 0 and "resumed after" in r.stdout, r.stdout + r.stderr
+    assert check(out) == [] and digests(out) == digests(whole)
+    filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - DISK_HEADROOM - size // 2))
+    r = subprocess.run(rankgen(*args, "--seed", 1, "--overwrite", "-o", out), capture_output=True, text=True)
+    assert r.returncode == 2 and "disk full" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert check(out) == [] and digests(out) == digests(whole)  # the old file, whole
 
 
 # The free-space check sees plenty: what the writer meets when another process fills the disk after it.
@@ -155,40 +162,24 @@ main(sys.argv[1:])
 """
 
 
-def test_a_disk_filled_after_the_free_space_check_still_stops_cleanly_and_resumes(tmp_path, photo):
+def test_a_disk_filled_after_the_free_space_check_still_stops_cleanly_and_resumes(small_disk):
     """HDF5 failing mid-write for want of space crashed the interpreter (exit 139) and left a partial it
     could not open, whose committed items the re-run then threw away; the writer reserves the blocks first."""
     import shutil
 
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(24):
-        Image.fromarray(np.roll(photo, 7 * i, axis=1)[:72, :96]).save(photos / f"{i:02d}.png")
-    args = ["distort", "--dataset", "folder", "--root", photos, "--distortions", "gaussian_noise,jpeg,gaussian_blur",
-            "--levels", 4, "--workers", 1, "--quiet"]
-    subprocess.run(rankgen(*args, "-o", tmp_path / "whole.h5"), check=True)
-    size = (tmp_path / "whole.h5").stat().st_size
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64M", "tmpfs", str(disk)]).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        filler = disk / "filler"
-        filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - (1 << 20) - size // 2))
-        out = disk / "out.h5"
-        r = subprocess.run([sys.executable, "-c", RACED_CHECK, *map(str, args), "-o", str(out)], capture_output=True,
-                           text=True)
-        assert r.returncode == 2 and "disk full" in r.stderr and "Traceback" not in r.stderr, r.stderr
-        with h5py.File(out.with_name("out.h5.partial"), "r") as f:
-            assert int(f.attrs["n_committed"]) > 0
-        filler.unlink()
-        r = subprocess.run(rankgen(*args, "-o", out), capture_output=True, text=True)
-        assert r.returncode == 0 and "resumed after" in r.stdout, r.stdout + r.stderr
-        assert check(out) == [] and digests(out) == digests(tmp_path / "whole.h5")
-    finally:
-        subprocess.run(["umount", str(disk)])
+    args, whole, disk, size = small_disk
+    filler = disk / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - (1 << 20) - size // 2))
+    out = disk / "out.h5"
+    r = subprocess.run([sys.executable, "-c", RACED_CHECK, *map(str, args), "-o", str(out)], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "disk full" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    with h5py.File(out.with_name("out.h5.partial"), "r") as f:
+        assert int(f.attrs["n_committed"]) > 0
+    filler.unlink()
+    r = subprocess.run(rankgen(*args, "-o", out), capture_output=True, text=True)
+    assert r.returncode == 0 and "resumed after" in r.stdout, r.stdout + r.stderr
+    assert check(out) == [] and digests(out) == digests(whole)
 
 
 def test_workers_die_with_a_killed_writer_so_the_rerun_is_not_refused(tmp_path):
