@@ -122,6 +122,17 @@ def small_disk(tmp_path, photo):
         subprocess.run(["umount", str(disk)])
 
 
+def resumes_once_freed(filler, args, out, whole) -> None:
+    """What a run stopped by a full disk must leave: committed items, resumed to the uninterrupted
+    run's content by the same command once space is freed."""
+    with h5py.File(out.with_name(out.name + ".partial"), "r") as f:
+        assert int(f.attrs["n_committed"]) > 0
+    filler.unlink()
+    r = subprocess.run(rankgen(*args, "-o", out), capture_output=True, text=True)
+    assert r.returncode == 0 and "resumed after" in r.stdout, r.stdout + r.stderr
+    assert check(out) == [] and digests(out) == digests(whole)
+
+
 def test_full_disk_stops_cleanly_keeps_commits_and_resumes(small_disk):
     """A real full disk (a small tmpfs): one line, exit 2, committed items kept; after freeing space
     the same command resumes to the uninterrupted result; --overwrite on a full disk keeps the old file."""
@@ -137,12 +148,7 @@ def test_full_disk_stops_cleanly_keeps_commits_and_resumes(small_disk):
     r = subprocess.run(rankgen(*args, "-o", out), capture_output=True, text=True)
     assert r.returncode == 2 and "disk full" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
-    with h5py.File(out.with_name("out.h5.partial"), "r") as f:
-        assert int(f.attrs["n_committed"]) > 0
-    filler.unlink()
-    r = subprocess.run(rankgen(*args, "-o", out), capture_output=True, text=True)
-    assert r.returncode == 0 and "resumed after" in r.stdout, r.stdout + r.stderr
-    assert check(out) == [] and digests(out) == digests(whole)
+    resumes_once_freed(filler, args, out, whole)
     filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - DISK_HEADROOM - size // 2))
     r = subprocess.run(rankgen(*args, "--seed", 1, "--overwrite", "-o", out), capture_output=True, text=True)
     assert r.returncode == 2 and "disk full" in r.stderr and "Traceback" not in r.stderr, r.stderr
@@ -174,12 +180,7 @@ def test_a_disk_filled_after_the_free_space_check_still_stops_cleanly_and_resume
     r = subprocess.run([sys.executable, "-c", RACED_CHECK, *map(str, args), "-o", str(out)], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "disk full" in r.stderr and "Traceback" not in r.stderr, r.stderr
-    with h5py.File(out.with_name("out.h5.partial"), "r") as f:
-        assert int(f.attrs["n_committed"]) > 0
-    filler.unlink()
-    r = subprocess.run(rankgen(*args, "-o", out), capture_output=True, text=True)
-    assert r.returncode == 0 and "resumed after" in r.stdout, r.stdout + r.stderr
-    assert check(out) == [] and digests(out) == digests(whole)
+    resumes_once_freed(filler, args, out, whole)
 
 
 def test_workers_die_with_a_killed_writer_so_the_rerun_is_not_refused(tmp_path):
