@@ -211,10 +211,13 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="calls per distortion and level in section 1")
     ap.add_argument("--rounds", type=int, default=2, help="alternating --workers 1 / 2 rounds in section 2")
     ap.add_argument("--only", choices=["calls", "floors", "writing", "memory"], help="run one section")
+    ap.add_argument("--system-allocator", action="store_true",
+                    help="time the kernels under glibc's default allocator, not the setting runs use")
     args = ap.parse_args()
     print(f"# rankgen distort benchmark, {time.strftime('%Y-%m-%d')}, {os.uname().machine}, "
           f"{len(os.sched_getaffinity(0))} cores, python {sys.version.split()[0]}")
-    allocator_as_in_a_run()  # the kernels are timed as a run's workers call them
+    if not args.system_allocator:
+        allocator_as_in_a_run()  # the kernels are timed as a run's workers call them
     with tempfile.TemporaryDirectory() as tmp:
         if args.only in (None, "calls"):
             per_call(args.repeat)
