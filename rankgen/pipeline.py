@@ -181,12 +181,12 @@ def reuse_freed_memory() -> None:
     """Have glibc keep freed blocks of up to 32 MB in the heap for the next allocation.
 
     A kernel allocates several image-sized arrays per call (a float copy, CIELAB, the result) and
-    frees them; glibc's default gives such blocks back to the system, so each call page-faulted its
-    arrays in anew: 2x the time of several kernels on this project's machines (brighten, high_sharpen,
-    saturation_increase; docs/benchmarks.md), and the writer likewise for the results it receives. Set
-    in every worker (pool or Dask) and in the process that calls run_jobs: it stays for the life of that process
-    (mallopt has no undo), whose memory is then its peak rather than its current use. Elsewhere than
-    glibc: nothing."""
+    frees them; glibc's default could give such blocks back to the system, so a call page-faulted its
+    arrays in anew: sparse_sampling took 2.3x and saturation_increase 1.6x their time with the setting
+    (docs/benchmarks.md, `--system-allocator`), and the writer paid the same for what it receives.
+    Set in every worker (pool or Dask) and in the process that calls run_jobs; it stays for the life
+    of that process (mallopt has no undo), whose memory is then its peak rather than its current use.
+    Elsewhere than glibc: nothing."""
     global _reusing
     if _reusing or not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         return

@@ -277,7 +277,7 @@ class Corpus:
 
     def ragged_encoded(self, name: str, index: int) -> Encoded:
         """Item `index` as stored (schema 2), so copies (merge, verify --drop) move bytes without
-        decoding and keep the CRC that was computed where the item was made."""
+        re-encoding and keep the CRC that was computed where the item was made."""
         g, index = self._item(name, index)
         start = int(g[S.OFFSET][index])
         data = g[S.DATA][start : start + int(g[S.SIZE][index])].tobytes()

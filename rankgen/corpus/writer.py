@@ -400,7 +400,7 @@ class CorpusWriter:
 
     def _gather(self, items: list[Encoded], total: int) -> np.ndarray:
         """The items' bytes end to end, in a buffer kept from commit to commit: a fresh one each time
-        (b"".join) had every page of it faulted in anew, most of the writing process's CPU."""
+        (b"".join) had every page of it faulted in anew on every commit."""
         if self._scratch.size < total:
             self._scratch = np.empty(total, np.uint8)
         at = 0
