@@ -2,7 +2,7 @@
 
 Each floor does the same work as the rankgen kernel (same draws, same filters, same codec calls) with
 whatever is fastest, ignoring rankgen's exact rounding and seeding: uint8 OpenCV kernels with their
-fixed-point approximations, OpenCV's global generator, one library call where there is one. A kernel's
+fixed-point approximations, one shared unseeded generator, one library call where there is one. A kernel's
 ratio to its floor says how much speed is left on the table. Where the operation *is* one library call
 (JPEG, JPEG 2000, non-local means, Pillow's quantizer, the codestream damage) the floor calls it too.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import scipy.fft
+import scipy.special
 from PIL import Image
 
 from rankgen.distortions import DISTORTIONS
@@ -29,10 +30,16 @@ def floor(name):
     return register
 
 
+_BITS = np.random.PCG64(0)
+_QUANTILES = scipy.special.ndtri((np.arange(1 << 16) + 0.5) / (1 << 16)).astype(np.float32)
+
+
 def _randn(shape, std, mean=0.0):
-    out = np.empty(shape, np.float32)
-    cv2.randn(out, (mean,) * 3, (std,) * 3)
-    return out
+    """The fastest normal samples found (cv2.randn takes 1.4x as long): the normal's quantiles at
+    16-bit raw draws from one shared generator, the table scaled before the lookup."""
+    count = int(np.prod(shape))
+    table = _QUANTILES * np.float32(std) + np.float32(mean)
+    return np.take(table, _BITS.random_raw(-(-count // 4)).view(np.uint16)[:count]).reshape(shape)
 
 
 @floor("gaussian_noise")

@@ -14,6 +14,7 @@ import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
+from statistics import NormalDist
 
 import cv2
 import numpy as np
@@ -270,7 +271,7 @@ def test_jpeg_decoded_by_simplejpeg_gives_opencvs_pixels(image, quality):
     assert distort(image, "jpeg", quality, None).tobytes() == _v1_jpeg(image, quality).tobytes()
 
 
-# -- Kernel version 2: OpenCV's normal generator, seeded per call from the item's generator.
+# -- Kernel version 4: normal samples as quantiles at 16-bit draws from the item's generator.
 
 def test_kernel_versions_are_recorded():
     versions = {name: kernel_version(name) for name in DISTORTIONS.names()}
@@ -278,27 +279,38 @@ def test_kernel_versions_are_recorded():
     assert max(versions.values()) == KERNEL_VERSION
 
 
-def test_normal_samples_are_kernel_2s_per_channel_draws():
-    for shape, std, mean in [((384, 512, 3), 25.5, 0.0), ((33, 37, 3), 0.13, 1.0), ((5, 7), 7.3, 2.2)]:
-        rng = np.random.default_rng(9)
-        old = np.empty(shape, dtype=np.float32)
-        cv2.setRNGSeed(int(rng.integers(0, 2**31)))
-        channels = shape[2] if len(shape) == 3 else 1
-        cv2.randn(old, np.full(channels, mean), np.full(channels, std))
-        assert normal(np.random.default_rng(9), shape, std, mean).tobytes() == old.tobytes()
+@pytest.mark.parametrize("shape, std, mean", [((5, 7), 7.3, 2.2), ((3, 3, 3), 0.13, 1.0), ((1,), 25.5, 0.0)])
+def test_normal_samples_are_the_quantiles_at_16_bit_draws(shape, std, mean):
+    count = int(np.prod(shape))
+    words = np.random.default_rng(9).bit_generator.random_raw(-(-count // 4))
+    draws = [(int(word) >> (16 * k)) & 0xFFFF for word in words for k in range(4)][:count]
+    expected = [mean + std * NormalDist().inv_cdf((d + 0.5) / 2**16) for d in draws]
+    samples = normal(np.random.default_rng(9), shape, std, mean)
+    assert samples.dtype == np.float32 and samples.shape == shape
+    assert samples.ravel().tolist() == pytest.approx(expected, rel=1e-6, abs=1e-6)
 
 
 def test_normal_samples_depend_on_the_generator_alone():
     before = cv2.getNumThreads()
     try:
         draws = []
-        for threads in (1, 2, 8):
+        for threads, opencv_seed in ((1, 0), (2, 1), (8, 2)):
             cv2.setNumThreads(threads)
+            cv2.setRNGSeed(opencv_seed)  # kernel 2 drew from OpenCV's generator; kernel 4 does not
             draws.append(normal(np.random.default_rng(3), (768, 1024, 3), 1.0).tobytes())
     finally:
         cv2.setNumThreads(before)
     assert draws[0] == draws[1] == draws[2]
     assert normal(np.random.default_rng(4), (768, 1024, 3), 1.0).tobytes() != draws[0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_normal_samples_have_the_normals_moments_and_tails(seed):
+    samples = normal(np.random.default_rng(seed), (256, 256), 1.0).astype(np.float64)
+    assert abs(samples.mean()) < 5 / 256  # 5 standard errors of the mean of 65536 samples
+    assert samples.var() == pytest.approx(1.0, abs=0.03)
+    assert np.abs(samples).max() < 4.33  # the quantile at the middle of the last of 2^16 bins: 4.325
 
 
 GREY = np.full((192, 256, 3), 128, dtype=np.uint8)

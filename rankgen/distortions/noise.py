@@ -18,7 +18,7 @@ HIGH_PASS_CUTOFF = 10 / 512
 
 
 @DISTORTIONS.register(
-    "gaussian_noise", aliases=("tid01",), tid=1, family="noise", metric="psnr", random=True, kernel=2
+    "gaussian_noise", aliases=("tid01",), tid=1, family="noise", metric="psnr", random=True, kernel=4
 )
 def gaussian_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """imnoise(img, 'gaussian', 0, param): white noise of variance `param`, independent per channel."""
@@ -28,7 +28,7 @@ def gaussian_noise(image: np.ndarray, param: float, rng: np.random.Generator) ->
 
 
 @DISTORTIONS.register(
-    "color_noise", aliases=("tid02",), tid=2, family="noise", metric="psnr", random=True, kernel=2
+    "color_noise", aliases=("tid02",), tid=2, family="noise", metric="psnr", random=True, kernel=4
 )
 def color_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """White noise of variance `param` added to Y, Cb and Cr, then back to RGB."""
@@ -43,7 +43,7 @@ def _high_pass(shape: tuple[int, int]) -> np.ndarray:
 
 
 @DISTORTIONS.register(
-    "high_frequency_noise", aliases=("tid05",), tid=5, family="noise", metric="psnr", random=True, kernel=2
+    "high_frequency_noise", aliases=("tid05",), tid=5, family="noise", metric="psnr", random=True, kernel=4
 )
 def high_frequency_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """White noise of variance `param`, high-pass filtered in the Fourier domain, added to the image."""
@@ -70,7 +70,7 @@ def impulse_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> 
 
 
 @DISTORTIONS.register(
-    "multiplicative_noise", aliases=("tid19",), tid=19, family="noise", metric="psnr", random=True, kernel=2
+    "multiplicative_noise", aliases=("tid19",), tid=19, family="noise", metric="psnr", random=True, kernel=4
 )
 def multiplicative_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """Each sample times (1 + param * N(0, 1)), independent per channel."""
@@ -142,7 +142,7 @@ NLM_PATCH, NLM_SEARCH = 5, 11
 
 
 @DISTORTIONS.register(
-    "image_denoising", aliases=("tid09",), tid=9, family="noise", metric="psnr", random=True, kernel=2
+    "image_denoising", aliases=("tid09",), tid=9, family="noise", metric="psnr", random=True, kernel=4
 )
 def image_denoising(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """Noise of variance `param` plus sigma 25/255, then non-local means tuned to the total sigma.

@@ -15,7 +15,7 @@ NOISY_VARIANCE = 0.002
 
 
 @DISTORTIONS.register("comfort_noise", aliases=("tid20",), tid=20, family="compression", metric="psnr", random=True,
-                      kernel=2)
+                      kernel=4)
 def comfort_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """JPEG 2000 at `param` bits per pixel, then noise standing in for the detail the coder dropped.
 
@@ -32,7 +32,7 @@ def comfort_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> 
 
 @DISTORTIONS.register(
     "noisy_image_compression", aliases=("tid21",), tid=21, family="compression", metric="psnr", random=True,
-    kernel=2,
+    kernel=4,
 )
 def noisy_image_compression(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """White noise of variance 0.002, then JPEG at quality `param`: a noisy camera image, compressed."""

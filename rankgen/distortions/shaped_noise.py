@@ -25,7 +25,7 @@ def _kernel() -> np.ndarray:
 
 @DISTORTIONS.register(
     "spatially_correlated_noise", aliases=("tid03",), tid=3, family="noise", metric="psnr", random=True,
-    kernel=2,
+    kernel=4,
 )
 def spatially_correlated_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """White noise low-passed by a 5x5 Gaussian (sigma 1), rescaled to variance `param`, per channel.
@@ -49,7 +49,7 @@ def activity(image: np.ndarray) -> np.ndarray:
 
 
 @DISTORTIONS.register("masked_noise", aliases=("tid04",), tid=4, family="noise", metric="psnr", random=True,
-                      kernel=2)
+                      kernel=4)
 def masked_noise(image: np.ndarray, param: float, rng: np.random.Generator) -> np.ndarray:
     """Gaussian noise whose local std follows local activity a(x): n = sqrt(param) a / rms(a) N(0, 1).
 
