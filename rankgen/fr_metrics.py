@@ -6,8 +6,6 @@ level-0 item of its (reference, crop), so the reference itself gets the best sco
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -17,6 +15,7 @@ from tqdm import tqdm
 from .corpus import Corpus, open_corpus
 from .distortions.metrics import psnr as _psnr
 from .errors import RankgenError
+from .pipeline import ordered_map
 
 SCORES = ("ssim", "psnr", "level")
 # Identical images have infinite PSNR; 100 dB is beyond any 8-bit distortion worth ranking
@@ -80,16 +79,10 @@ def score_corpus(corpus: Corpus, score: str, *, workers: int = 1, progress: bool
             raise RankgenError(f"{corpus.path}: item {items[0]} has no level-0 reference item to compare with "
                                "(reference and crop); use --score level")
         groups.append(_Group(str(corpus.path), base[0], tuple(items), score))
-    pool = mp.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) if workers > 1 and len(groups) > 1 else None
     out = np.empty(len(level), dtype=np.float64)
-    try:
-        results = pool.imap(_score_group, groups) if pool else map(_score_group, groups)
-        with tqdm(total=len(level), desc=f"score {score}", unit="img", disable=not progress, dynamic_ncols=True) as bar:
-            for group, values in zip(groups, results):
-                out[list(group.members)] = values
-                bar.update(len(values))
-    finally:
-        if pool:
-            pool.terminate()
-            pool.join()
+    results = ordered_map(_score_group, groups, workers)
+    with tqdm(total=len(level), desc=f"score {score}", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        for group, values in zip(groups, results):
+            out[list(group.members)] = values
+            bar.update(len(values))
     return out

@@ -15,11 +15,14 @@ import functools
 import itertools
 import json
 import multiprocessing as mp
+import multiprocessing.connection as mp_connection
 import os
+import pickle
 import platform
 import signal
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -132,23 +135,106 @@ def _ordered_results(work, todo: list, workers: int):
     if executor.kind == "dask":
         yield from _dask_results(work, todo, workers, executor.scheduler)
     elif workers > 1 and len(todo) > 1:
-        context = mp.get_context("fork" if os.name == "posix" else "spawn")
-        # One core per worker: OpenCV's own thread pool (all cores by default) in every worker would
-        # oversubscribe the machine. Set here, before the fork, and inherited: calling
-        # cv2.setNumThreads in a forked child whose parent had started OpenCV's threads deadlocks.
-        with _opencv_threads(1):
-            pool = context.Pool(workers, initializer=_start_worker, initargs=(os.getpid(),))
-        try:
-            yield from _windowed(lambda job: pool.apply_async(work, (job,)).get, todo, IN_FLIGHT_PER_WORKER * workers)
-            pool.close()
-        finally:
-            # Workers ignore Ctrl-C, so terminate() never waits on a worker stuck in its handler.
-            pool.terminate()
-            pool.join()
+        yield from _process_results(work, todo, workers, IN_FLIGHT_PER_WORKER * workers)
     else:
         # --workers N is N cores: here as OpenCV's threads (without this, --workers 1 used every core).
         with _opencv_threads(workers):
             yield from map(work, todo)
+
+
+def ordered_map(work, items: Sequence, workers: int):
+    """work(item) for every item, in order: on `workers` processes (as run_jobs' jobs), or here."""
+    items = list(items)
+    if workers > 1 and len(items) > 1:
+        return _process_results(work, items, workers, IN_FLIGHT_PER_WORKER * workers)
+    return map(work, items)
+
+
+class _RemoteTraceback(Exception):
+    def __str__(self):
+        return self.args[0]
+
+
+def _serve(conn, work, parent: int) -> None:
+    """A worker process: one job at a time from `conn`, its result (or its exception) sent back."""
+    _start_worker(parent)
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        try:
+            reply = (True, work(job))
+        except Exception as exc:  # sent to the parent, which raises it there
+            text = "".join(traceback.format_exception(exc))
+            try:
+                pickle.dumps(exc)
+            except Exception:
+                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+            reply = (False, (exc, text))
+        conn.send(reply)
+
+
+def _process_results(work, todo: Sequence, workers: int, window: int):
+    """work(job) for every job on `workers` forked processes, yielded in job order.
+
+    Each worker takes one job at a time over a pipe of its own, and the next job goes to whichever
+    is free, so a slow job holds up no other; at most `window` jobs are running or finished and
+    waiting for their turn, which keeps memory flat whatever the writer's pace. Results are read
+    here, in the thread that writes them: multiprocessing.Pool's worker-handler thread polled the
+    result pipe in a loop while a large result was being read (a fifth of the writing process's
+    CPU), and its result thread added a hand-over per result. A worker that dies (killed, out of
+    memory) is an error here, where Pool would wait for it forever.
+    """
+    context = mp.get_context("fork" if os.name == "posix" else "spawn")
+    processes, free, running = [], [], {}
+    done: dict[int, object] = {}
+    # One core per worker: OpenCV's own thread pool (all cores by default) in every worker would
+    # oversubscribe the machine. Set here, before the fork, and inherited: calling
+    # cv2.setNumThreads in a forked child whose parent had started OpenCV's threads deadlocks.
+    try:
+        with _opencv_threads(1):
+            for _ in range(min(workers, len(todo))):
+                here, there = context.Pipe()
+                process = context.Process(target=_serve, args=(there, work, os.getpid()), daemon=True)
+                process.start()
+                there.close()  # so that the worker's death reads as end-of-file here
+                processes.append((process, here))
+                free.append(here)
+        owner = {conn: process for process, conn in processes}
+        sent = returned = 0
+        while returned < len(todo):
+            while free and sent < len(todo) and sent - returned < window:
+                conn = free.pop()
+                conn.send(todo[sent])
+                running[conn] = sent
+                sent += 1
+            if returned in done:
+                yield done.pop(returned)
+                returned += 1
+                continue
+            for conn in mp_connection.wait(list(running)):
+                try:
+                    ok, value = conn.recv()
+                except (EOFError, OSError):
+                    process = owner[conn]
+                    process.join(1)
+                    raise RankgenError(
+                        f"a worker process died (exit code {process.exitcode}) while making job {running[conn] + 1} "
+                        "of this run: killed, or out of memory? What was committed is kept; re-run to resume, "
+                        "with fewer --workers if memory is short") from None
+                if not ok:
+                    exc, text = value
+                    raise exc from _RemoteTraceback(text)
+                done[running.pop(conn)] = value
+                free.append(conn)
+    finally:
+        # Workers ignore Ctrl-C, so terminating never waits on a worker stuck in its handler.
+        for process, conn in processes:
+            conn.close()
+            process.terminate()
+        for process, _ in processes:
+            process.join()
 
 
 @contextlib.contextmanager

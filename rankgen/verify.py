@@ -12,8 +12,6 @@ reported beside it, for information.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing as mp
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from .distortions import DISTORTIONS, metric
 from .errors import RankgenError
 from .corpus import open_corpus
 from .fr_metrics import psnr, ssim
+from .pipeline import ordered_map
 
 MEASURES = ("metric", "psnr", "ssim")
 
@@ -73,11 +72,7 @@ def score_series(corpus: Corpus, *, workers: int = 1) -> SeriesScores:
     names = distortion[groups[:, 1]] if groups.shape[0] else np.array([], dtype=str)
     metric_names = np.array([metric_of(str(n)) for n in names], dtype=object)
     jobs = [(str(corpus.path), tuple(int(i) for i in row), str(m)) for row, m in zip(groups, metric_names)]
-    if workers > 1 and len(jobs) > 1:
-        with mp.get_context("fork" if os.name == "posix" else "spawn").Pool(workers) as pool:
-            results = pool.map(_score_series, jobs, chunksize=max(1, len(jobs) // (4 * workers)))
-    else:
-        results = [_score_series(job) for job in jobs]
+    results = list(ordered_map(_score_series, jobs, workers))
     table = np.array(results, dtype=np.float64).reshape(len(jobs), groups.shape[1], 3)
     scores = {name: table[:, :, k] for k, name in enumerate(MEASURES)}
     return SeriesScores(names.astype(str), metric_names.astype(str), scores)

@@ -1,5 +1,6 @@
 """rankgen.pipeline: bounded work in flight, timed commits, encoding in the workers, Ctrl-C with a pool."""
 
+import functools
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from rankgen import pipeline
 from rankgen.corpus import Corpus, CorpusWriter
 from rankgen.corpus import schema as S
 from rankgen.corpus.codec import Encoded
+from rankgen.errors import RankgenError
 from rankgen.pipeline import JobResult, run_jobs
 
 
@@ -28,6 +30,53 @@ def test_windowed_never_has_more_than_the_window_in_flight():
     for result in pipeline._windowed(submit, range(20), 3):
         consumed.append(result)
     assert consumed == [j * 10 for j in range(20)]
+
+
+def started_job(job, folder):
+    (folder / f"{job}.started").touch()
+    time.sleep(0.02 * (job % 3))  # unequal durations, so results come back out of order
+    return job * 10
+
+
+def test_worker_processes_return_results_in_order_with_at_most_the_window_started(tmp_path):
+    work = functools.partial(started_job, folder=tmp_path)
+    results = []
+    for result in pipeline._process_results(work, range(12), 2, 3):
+        results.append(result)
+        # the consumer holds result k: at most the window of jobs beyond the k already handed over
+        assert len(list(tmp_path.glob("*.started"))) <= len(results) - 1 + 3
+        time.sleep(0.03)  # a slow writer: the workers must wait, not run ahead
+    assert results == [j * 10 for j in range(12)]
+
+
+def fails_on_third(job):
+    if job == 2:
+        raise ValueError(f"job {job} has a bad input")
+    return job
+
+
+def test_an_exception_in_a_worker_is_raised_here_with_its_traceback():
+    with pytest.raises(ValueError, match="job 2 has a bad input") as info:
+        list(pipeline._process_results(fails_on_third, range(6), 2, 4))
+    assert "fails_on_third" in str(info.value.__cause__)
+
+
+def dies_on_third(job):
+    if job == 2:
+        os._exit(9)  # as the kernel's OOM killer would end it: no exception, no reply
+    time.sleep(0.05)
+    return job
+
+
+def test_a_worker_that_dies_is_an_error_not_a_hang():
+    # multiprocessing.Pool waited forever for a killed worker's result; the alarm fails this test if so.
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("the run hung on a dead worker"))
+    signal.alarm(60)
+    try:
+        with pytest.raises(RankgenError, match=r"worker process died \(exit code 9\) while making job 3"):
+            list(pipeline._process_results(dies_on_third, range(6), 2, 4))
+    finally:
+        signal.alarm(0)
 
 
 def slow_job(job):
