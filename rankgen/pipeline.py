@@ -45,7 +45,7 @@ class JobResult:
 
 @dataclass
 class Summary:
-    jobs: int
+    sources: int  # a source whose work was split into several jobs counts once
     rows: int
     seconds: float
     skipped: list
@@ -55,7 +55,7 @@ class Summary:
     def lines(self, path) -> list[str]:
         size = os.path.getsize(path) if os.path.exists(path) else 0
         out = [
-            f"wrote {path}: {self.rows} items from {self.jobs - len(self.skipped)} sources, "
+            f"wrote {path}: {self.rows} items from {self.sources - len(self.skipped)} sources, "
             f"{size / 1e6:.1f} MB, {self.seconds:.1f} s"
             + (f" (resumed after {self.resumed_from} sources)" if self.resumed_from else "")
         ]
@@ -387,6 +387,7 @@ def run_jobs(
     commit_seconds: float = 30.0,
     progress: bool = True,
     on_error: str = "skip",
+    source_of: Callable[[object], object] | None = None,
 ) -> Summary:
     """Run `work` over `jobs` (picklable, module-level `work`) and append their rows in order.
 
@@ -394,14 +395,21 @@ def run_jobs(
     `commit_seconds` since the last commit, whichever comes first: memory does not grow with the
     number or the size of the sources, and a killed run loses at most about that much time.
     on_error="stop" turns the first skipped job into an error (after committing what came before).
+    source_of(job): the source a job is part of, where one source's work is split into consecutive
+    jobs; the progress bar and the summary then count sources, not jobs (one job per source without).
     """
     reuse_freed_memory()
     start = int(writer.attr(S.ATTR_JOBS_DONE, 0))
     skipped = json.loads(writer.attr(S.ATTR_SKIPPED, "[]"))
     notes: list[str] = list(writer.notes)
-    todo = list(jobs)[start:]
+    jobs = list(jobs)
+    todo = jobs[start:]
+    keys = [source_of(job) for job in jobs] if source_of else list(range(len(jobs)))
+    # ends[i]: job i is its source's last, so finishing it finishes a source
+    ends = [i + 1 == len(keys) or keys[i + 1] != keys[i] for i in range(len(keys))]
     t0 = time.perf_counter()
-    bar = tqdm(total=len(jobs), initial=start, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=sum(ends), initial=sum(ends[:start]), desc=desc, unit=unit, disable=not progress,
+               dynamic_ncols=True)
     results = _ordered_results(functools.partial(_encoded_work, work, writer.encoders()), todo, workers)
     done = start  # jobs whose rows are in the writer (committed or buffered)
     last_commit = time.monotonic()
@@ -414,8 +422,8 @@ def run_jobs(
                 skipped.append(result.skipped)
             notes.extend(result.notes)
             writer.append(result.rows)
+            bar.update(ends[done])
             done += 1
-            bar.update(1)
             if (done % commit_every == 0 or writer.buffered_bytes > commit_bytes
                     or time.monotonic() - last_commit > commit_seconds):
                 _commit(writer, done, skipped)
@@ -428,7 +436,7 @@ def run_jobs(
     finally:
         bar.close()
         results.close()
-    return Summary(len(jobs), writer.n_done, time.perf_counter() - t0, skipped, notes, start)
+    return Summary(sum(ends), writer.n_done, time.perf_counter() - t0, skipped, notes, sum(ends[:start]))
 
 
 def _commit(writer: CorpusWriter, jobs_done: int, skipped: list) -> None:

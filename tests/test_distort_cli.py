@@ -14,6 +14,7 @@ from PIL import Image
 import rankgen.jobs.distort as generate_module
 from rankgen.cli import main
 from rankgen.corpus import Corpus
+from rankgen.corpus import schema as S
 from rankgen.jobs.distort import distort as generate
 
 SUBSET = ("gaussian_blur", "jpeg", "jpeg2000", "gaussian_noise")
@@ -95,19 +96,23 @@ def test_interrupted_run_resumes_to_the_same_content(tmp_path, photos, monkeypat
     real = generate_module.distort_source
     calls = {"n": 0}
 
-    def dies_on_third(job):
+    def dies_in_the_second_source(job):
+        # Each source is two jobs (jpeg2000, a costly type, starts the second): the fourth call is the
+        # second source's second part, so the run is killed in the middle of a source.
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 4:
             raise KeyboardInterrupt
         return real(job)
 
-    monkeypatch.setattr(generate_module, "distort_source", dies_on_third)
+    monkeypatch.setattr(generate_module, "distort_source", dies_in_the_second_source)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "resumed.h5", **kw)
     assert not (tmp_path / "resumed.h5").exists() and (tmp_path / "resumed.h5.partial").exists()
+    with h5py.File(tmp_path / "resumed.h5.partial") as f:
+        assert f.attrs[S.ATTR_JOBS_DONE] == 3
     monkeypatch.setattr(generate_module, "distort_source", real)
     summary = generate(tmp_path / "resumed.h5", **kw)
-    assert summary.resumed_from == 2
+    assert summary.resumed_from == 1  # sources whose every part was done
     _, cols_a, img_a = contents(tmp_path / "whole.h5")
     _, cols_b, img_b = contents(tmp_path / "resumed.h5")
     for name in cols_a:
@@ -260,3 +265,51 @@ def test_the_console_scripts_and_python_m_reach_the_same_commands():
         result = subprocess.run([sys.executable, "-m", package, "--help"], capture_output=True, text=True,
                                 cwd=Path(__file__).parents[1])
         assert result.returncode == 0 and "Usage:" in result.stdout, result.stderr
+
+
+def test_a_source_is_split_at_costly_types_in_recipe_order():
+    from rankgen.distortions import load_recipe
+    from rankgen.jobs.distort import COSTLY, DistortJob, split_at_costly
+    from rankgen.sources import SourceItem
+
+    names = tuple(load_recipe("tid2013-full").names)
+    job = DistortJob(0, SourceItem("x", "x.png"), names, tuple(range(len(names))),
+                     tuple((1.0,) for _ in names), 0, None, 1)
+    parts = split_at_costly(job)
+    assert [n for part in parts for n in part.names] == list(names)
+    assert [t for part in parts for t in part.tids] == list(job.tids)
+    assert [part.reference for part in parts] == [True] + [False] * (len(parts) - 1)
+    assert all(part.names[0] in COSTLY for part in parts[1:])
+    assert all(n not in COSTLY for part in parts for n in part.names[1:])
+    assert len(parts) == 1 + sum(n in COSTLY for n in names[1:])
+
+
+def test_a_bad_source_is_reported_once_not_once_per_part(tmp_path, photos):
+    summary = generate(tmp_path / "x.h5", dataset="folder", root=str(photos), distortions=SUBSET, levels=3,
+                       workers=1, progress=False)
+    assert [s for s in summary.skipped if "broken.jpg" in s] == [summary.skipped[0]] and len(summary.skipped) == 1
+    assert summary.sources == 4 and "from 3 sources" in summary.lines(tmp_path / "x.h5")[0]
+
+
+def test_a_source_rewritten_between_two_runs_in_one_process_is_read_again(tmp_path, photo):
+    root = tmp_path / "photos"
+    root.mkdir()
+    kw = dict(dataset="folder", root=str(root), distortions=("gaussian_blur",), levels=2, workers=1, progress=False)
+    Image.fromarray(photo[:64, :64]).save(root / "a.png")
+    generate(tmp_path / "first.h5", **kw)
+    Image.fromarray(photo[64:128, 64:128]).save(root / "a.png")
+    generate(tmp_path / "second.h5", **kw)
+    assert Corpus(tmp_path / "second.h5").image(0).tobytes() == photo[64:128, 64:128].tobytes()
+
+
+def test_a_worker_reads_a_source_again_once_its_file_changed(tmp_path, photo):
+    # A Dask worker keeps its last source from one run to the next.
+    from rankgen.jobs.distort import _decoded
+    from rankgen.sources import SourceItem
+
+    path = tmp_path / "a.png"
+    Image.fromarray(photo[:64, :64]).save(path)
+    item = SourceItem("a", str(path))
+    assert _decoded(item)[0].tobytes() == photo[:64, :64].tobytes()
+    Image.fromarray(photo[64:128, 64:128]).save(path)
+    assert _decoded(item)[0].tobytes() == photo[64:128, 64:128].tobytes()

@@ -65,6 +65,7 @@ def write_corpus(
     commit_every: int = 8,
     what: str = "source image",
     desc: str | None = None,
+    source_of: Callable[[object], object] | None = None,
 ) -> Summary:
     """Run `work` over `jobs` into `output` and publish it.
 
@@ -79,7 +80,7 @@ def write_corpus(
     with writer:
         summary = run_jobs(jobs, work, writer, workers=resolve_workers(workers), desc=desc or kind,
                            unit="img" if desc is None else "job",
-                           commit_every=commit_every, progress=progress, on_error=on_error)
+                           commit_every=commit_every, progress=progress, on_error=on_error, source_of=source_of)
         if summary.rows == 0 and jobs:
             raise nothing_usable(summary, what)
         tables, final_attrs = finish(writer, summary)
