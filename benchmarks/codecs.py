@@ -1,7 +1,7 @@
 """Lossless codecs for a corpus's pixels: encode and decode time, size, and what the encoding alone
 costs a `--workers 1` run; prints a table (docs/benchmarks.md, "Which lossless codec").
 
-    python3 -m venv /work/venvs/codecs && /work/venvs/codecs/bin/pip install imagecodecs opencv-python-headless==5.0.0.93
+    python3 -m venv /work/venvs/codecs && /work/venvs/codecs/bin/pip install imagecodecs fpng opencv-python-headless==5.0.0.93
     PYTHONPATH=. .venv/bin/python benchmarks/codecs.py --peer /work/venvs/codecs/bin/python
 
 The items are those of a real corpus: `rankgen distort` on the first 2 bundled photos (154 items
@@ -70,6 +70,12 @@ else:
         "JPEG XL lossless, effort 2": (lambda a: ic.jpegxl_encode(a, lossless=True, effort=2), ic.jpegxl_decode),
         "WebP lossless, method 0": (lambda a: ic.webp_encode(a, lossless=True, method=0, level=0), ic.webp_decode),
     })
+try:
+    import fpng
+except ImportError:
+    pass
+else:
+    codecs["fpng (richgel999's fast PNG writer, Python package fpng)"] = (fpng.from_ndarray, decode)
 out = {}
 for name, (enc, dec) in codecs.items():
     t = time.perf_counter()
