@@ -110,8 +110,8 @@ def normal(rng: np.random.Generator, shape: tuple, std: float, mean: float = 0.0
     """float32 samples of N(mean, std^2), drawn from `rng` alone (kernel 4).
 
     Each sample is the normal's quantile at a uniform 16-bit draw taken from rng's bit generator: a
-    table lookup per sample, 0.8 ms for a 512x384x3 field where OpenCV's cv2.randn (kernel 2) took
-    1.24 and numpy's float32 ziggurat 4.4-6 (docs/distortions.md). The bits are the bit generator's
+    table lookup per sample, 0.88 ms for a 512x384x3 field where OpenCV's cv2.randn (kernel 2) takes
+    1.30 and numpy's float32 ziggurat 4.8-6.2 (benchmarks/normal_samples.py). The bits are the bit generator's
     raw output, a stream numpy keeps across its versions, and the table is computed, so the samples
     depend on neither OpenCV (whose cv2.randn stream changed in 5.1) nor thread counts. The 2^16
     levels are a normal to within what uint8 pixels show: the tails stop at +-4.32 std (2^-17 of the
