@@ -66,7 +66,7 @@ def compare(label: str, tmp: Path, workers: int, items: int, **source) -> dict:
         t = time.perf_counter()
         summary = rankgen.distort(out, pixels=pixels, workers=workers, overwrite=True, progress=False, **source)
         figures[pixels] = {"seconds": time.perf_counter() - t, "bytes": os.path.getsize(out), "path": out,
-                           "sources": summary.jobs}
+                           "sources": summary.sources}
     full = figures["all"]
     for pixels in PIXELS:
         f = figures[pixels]

@@ -165,15 +165,21 @@ def _serve(conn, work, parent: int) -> None:
         except EOFError:
             return
         try:
-            reply = (True, work(job))
-        except Exception as exc:  # sent to the parent, which raises it there
-            text = "".join(traceback.format_exception(exc))
-            try:
-                pickle.dumps(exc)
-            except Exception:
-                exc = RuntimeError(f"{type(exc).__name__}: {exc}")
-            reply = (False, (exc, text))
-        conn.send(reply)
+            conn.send((True, work(job)))
+        except Exception as exc:  # raised in the parent, with this traceback
+            conn.send((False, _portable(exc)))
+
+
+def _portable(exc: Exception) -> tuple[Exception, str]:
+    """The exception and its traceback as text, the exception replaced by a RuntimeError naming it
+    where it would not arrive whole (an exception class whose __init__ takes other arguments than
+    its args unpickles as a TypeError)."""
+    text = "".join(traceback.format_exception(exc))
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        exc = RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc, text
 
 
 class _Inbox:
@@ -231,8 +237,13 @@ def _process_results(work, todo: Sequence, workers: int, window: int):
             for _ in range(min(workers, len(todo))):
                 here, there = context.Pipe()
                 process = context.Process(target=_serve, args=(there, work, os.getpid()), daemon=True)
-                process.start()
-                there.close()  # so that the worker's death reads as end-of-file here
+                try:
+                    process.start()
+                except BaseException:
+                    here.close()
+                    raise
+                finally:
+                    there.close()  # so that the worker's death reads as end-of-file here
                 processes.append((process, here))
                 free.append(here)
         owner = {conn: process for process, conn in processes}
@@ -241,8 +252,11 @@ def _process_results(work, todo: Sequence, workers: int, window: int):
         while returned < len(todo):
             while free and sent < len(todo) and sent - returned < window:
                 conn = free.pop()
-                conn.send(todo[sent])
                 running[conn] = sent
+                try:
+                    conn.send(todo[sent])
+                except OSError:  # it died waiting for this job
+                    raise _died(owner[conn], sent) from None
                 sent += 1
             if returned in done:
                 yield done.pop(returned)
@@ -252,12 +266,7 @@ def _process_results(work, todo: Sequence, workers: int, window: int):
                 try:
                     ok, value = inbox.receive(conn)
                 except (EOFError, OSError):
-                    process = owner[conn]
-                    process.join(1)
-                    raise RankgenError(
-                        f"a worker process died (exit code {process.exitcode}) while making job {running[conn] + 1} "
-                        "of this run: killed, or out of memory? What was committed is kept; re-run to resume, "
-                        "with fewer --workers if memory is short") from None
+                    raise _died(owner[conn], running[conn]) from None
                 if not ok:
                     exc, text = value
                     raise exc from _RemoteTraceback(text)
@@ -270,6 +279,14 @@ def _process_results(work, todo: Sequence, workers: int, window: int):
             process.terminate()
         for process, _ in processes:
             process.join()
+            process.close()
+
+
+def _died(process, job: int) -> RankgenError:
+    process.join(1)
+    return RankgenError(
+        f"a worker process died (exit code {process.exitcode}) while making job {job + 1} of this run: killed, or "
+        "out of memory? What was committed is kept; re-run to resume, with fewer --workers if memory is short")
 
 
 @contextlib.contextmanager
@@ -391,12 +408,14 @@ def run_jobs(
 ) -> Summary:
     """Run `work` over `jobs` (picklable, module-level `work`) and append their rows in order.
 
-    Rows are committed every `commit_every` jobs, `commit_bytes` of buffered (encoded) arrays or
+    Rows are committed every `commit_every` sources, `commit_bytes` of buffered (encoded) arrays or
     `commit_seconds` since the last commit, whichever comes first: memory does not grow with the
     number or the size of the sources, and a killed run loses at most about that much time.
     on_error="stop" turns the first skipped job into an error (after committing what came before).
     source_of(job): the source a job is part of, where one source's work is split into consecutive
-    jobs; the progress bar and the summary then count sources, not jobs (one job per source without).
+    jobs (one source per job without). A source's rows are written together once its last job is
+    in, or not at all if one of its jobs skipped it; commits, the progress bar and the summary count
+    sources.
     """
     reuse_freed_memory()
     start = int(writer.attr(S.ATTR_JOBS_DONE, 0))
@@ -411,26 +430,38 @@ def run_jobs(
     bar = tqdm(total=sum(ends), initial=sum(ends[:start]), desc=desc, unit=unit, disable=not progress,
                dynamic_ncols=True)
     results = _ordered_results(functools.partial(_encoded_work, work, writer.encoders()), todo, workers)
-    done = start  # jobs whose rows are in the writer (committed or buffered)
-    last_commit = time.monotonic()
+    done = start  # jobs whose rows are in the writer (committed or buffered): always a source's last
+    rows, reason, source_notes = [], None, []  # the source in progress
+    since_commit, last_commit = 0, time.monotonic()
     try:
-        for result in results:
-            if result.skipped:
+        for i, result in enumerate(results, start):
+            if result.skipped and reason is None:
                 if on_error == "stop":
                     _commit(writer, done, skipped)
                     raise RankgenError(f"stopped: {result.skipped} (use --on-error skip to keep going)")
-                skipped.append(result.skipped)
-            notes.extend(result.notes)
-            writer.append(result.rows)
-            bar.update(ends[done])
-            done += 1
-            if (done % commit_every == 0 or writer.buffered_bytes > commit_bytes
+                reason = result.skipped
+            rows.extend(result.rows)
+            source_notes.extend(result.notes)
+            if not ends[i]:
+                continue
+            # A source goes in whole or not at all: a part that could not read it drops the others' rows
+            # (a read can fail once and not again), and its reason is listed once.
+            if reason is None:
+                writer.append(rows)
+            else:
+                skipped.append(reason)
+            notes.extend(source_notes)
+            rows, reason, source_notes = [], None, []
+            done = i + 1
+            since_commit += 1
+            bar.update(1)
+            if (since_commit >= commit_every or writer.buffered_bytes > commit_bytes
                     or time.monotonic() - last_commit > commit_seconds):
                 _commit(writer, done, skipped)
-                last_commit = time.monotonic()
+                since_commit, last_commit = 0, time.monotonic()
         _commit(writer, done, skipped)
     except KeyboardInterrupt:
-        # Keep every finished job: the re-run resumes right after it.
+        # Keep every finished source: the re-run resumes right after it.
         _commit(writer, done, skipped)
         raise
     finally:

@@ -79,6 +79,33 @@ def test_a_worker_that_dies_is_an_error_not_a_hang():
         signal.alarm(0)
 
 
+def its_pid(job):
+    return os.getpid()
+
+
+def test_a_worker_killed_while_waiting_for_its_next_job_is_an_error_naming_it():
+    results = pipeline._process_results(its_pid, range(3), 1, 1)
+    os.kill(next(results), signal.SIGKILL)
+    time.sleep(0.3)
+    with pytest.raises(RankgenError, match=r"worker process died \(exit code -9\) while making job 2"):
+        next(results)
+
+
+class NeedsTwoArguments(Exception):
+    def __init__(self, path, why):
+        super().__init__(f"{path}: {why}")
+
+
+def raises_what_does_not_unpickle(job):
+    raise NeedsTwoArguments("a.png", "bad")
+
+
+def test_an_exception_that_would_not_unpickle_arrives_as_a_runtime_error_naming_it():
+    with pytest.raises(RuntimeError, match="NeedsTwoArguments: a.png: bad") as info:
+        list(pipeline._process_results(raises_what_does_not_unpickle, range(2), 2, 2))
+    assert "raises_what_does_not_unpickle" in str(info.value.__cause__)
+
+
 def slow_job(job):
     time.sleep(0.05)
     if job == 25:

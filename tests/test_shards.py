@@ -85,6 +85,22 @@ def test_merge_refuses_what_cannot_be_merged(tmp_path, photos):
     assert (tmp_path / "a0.h5").read_bytes() == before
 
 
+def test_merge_refuses_shards_made_by_other_kernel_versions(tmp_path, photos, monkeypatch):
+    import rankgen.jobs.distort as distort_module
+
+    generate(tmp_path / "s0.h5", root=str(photos), shard=(0, 2), **KW)
+    real = distort_module.pixel_versions
+
+    def older(names):
+        versions = real(names)
+        return {**versions, "kernels": {name: min(v, 3) for name, v in versions["kernels"].items()}}
+
+    monkeypatch.setattr(distort_module, "pixel_versions", older)  # as rankgen before kernel version 4
+    generate(tmp_path / "s1.h5", root=str(photos), shard=(1, 2), **KW)
+    with pytest.raises(RankgenError, match="different distortion kernels"):
+        merge([tmp_path / "s0.h5", tmp_path / "s1.h5"], tmp_path / "m.h5")
+
+
 def test_cli_shard_and_merge(tmp_path, photos):
     runner = CliRunner()
     for i in range(2):

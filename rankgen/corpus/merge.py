@@ -42,6 +42,11 @@ def open_shards(paths) -> list[Corpus]:
                                "merge shards written by the same rankgen")
         if c.kind != first.kind or _content_params(c) != _content_params(first):
             raise RankgenError(f"{c.path} and {first.path} come from different commands (kind or arguments differ)")
+        kernels = (c.attrs.get(S.ATTR_PIXEL_VERSIONS) or {}).get("kernels")
+        if kernels != (first.attrs.get(S.ATTR_PIXEL_VERSIONS) or {}).get("kernels"):
+            raise RankgenError(f"{c.path} and {first.path} were made by different distortion kernels (their "
+                               "pixel_versions differ: docs/distortions.md, \"Kernel versions\"); write every shard "
+                               "with the same rankgen")
         if tuple(shard) in index:
             raise RankgenError(f"{c.path} and {index[tuple(shard)].path} are both shard {shard[0]}/{shard[1]}")
         index[tuple(shard)] = c

@@ -109,16 +109,17 @@ def _normal_table(std: float, mean: float) -> np.ndarray:
 def normal(rng: np.random.Generator, shape: tuple, std: float, mean: float = 0.0) -> np.ndarray:
     """float32 samples of N(mean, std^2), drawn from `rng` alone (kernel 4).
 
-    Each sample is the normal's quantile at a uniform 16-bit draw taken from rng's bit generator: a
-    table lookup per sample, 0.88 ms for a 512x384x3 field where OpenCV's cv2.randn (kernel 2) takes
-    1.30 and numpy's float32 ziggurat 4.8-6.2 (benchmarks/normal_samples.py). The bits are the bit generator's
-    raw output, a stream numpy keeps across its versions, and the table is computed, so the samples
-    depend on neither OpenCV (whose cv2.randn stream changed in 5.1) nor thread counts. The 2^16
-    levels are a normal to within what uint8 pixels show: the tails stop at +-4.32 std (2^-17 of the
-    mass lies beyond each), the variance is 0.99998 of the normal's.
+    Each sample is the normal's quantile at a uniform 16-bit draw from `rng`: a table lookup per
+    sample, 0.88 ms for a 512x384x3 field where OpenCV's cv2.randn (kernel 2) takes 1.30 and numpy's
+    float32 ziggurat 4.8-6.2 (benchmarks/normal_samples.py). The draws are full-range 64-bit words,
+    four samples each: for a 64-bit bit generator (PCG64, rankgen's) they are its raw output, a
+    stream numpy keeps across its versions (MT19937's 32-bit outputs are paired). The table is
+    computed, so the samples depend on neither OpenCV (whose cv2.randn stream changed in 5.1) nor
+    thread counts. The 2^16 levels are a normal to within what uint8 pixels show: the tails stop at
+    +-4.32 std (2^-17 of the mass lies beyond each), the variance is 0.99998 of the normal's.
     """
     count = int(np.prod(shape))
-    words = rng.bit_generator.random_raw(-(-count // 4))
+    words = rng.integers(0, 2**64 - 1, -(-count // 4), dtype=np.uint64, endpoint=True)
     # Little-endian 16-bit draws, so a big-endian machine reads the same numbers out of the same words.
     draws = words.astype("<u8", copy=False).view("<u2")[:count]
     return np.take(_normal_table(float(std), float(mean)), draws).reshape(shape)

@@ -42,17 +42,16 @@ class DistortJob:
     crop: int | None
     crops_per_image: int
     stored: frozenset = frozenset()  # distortions whose pixels are written; the others only get a CRC
-    reference: bool = True  # the source's first part: it writes the level-0 items and reports a bad file
+    reference: bool = True  # the source's first part, which writes its level-0 items
 
 
 def split_at_costly(job: DistortJob) -> list[DistortJob]:
     """One source's work as consecutive parts, a new part at each COSTLY type (recipe order kept).
 
-    A source is many seconds of kernels (a 512x384 photo ~1 s, a 24-megapixel one minutes), and
-    a whole source as one job put that much work, and its items, behind every commit: parts let a
-    killed run keep more of its work and let the slow types of one source run on several workers at
-    once (6 bundled photos as 6 jobs capped the 2-worker speed-up at 1.85x). Parts of one source
-    decode it once per worker: `_decoded` keeps the last source a worker read.
+    The slow types of one source then run on several workers at once: 6 bundled photos as 6 jobs
+    of 0.6-1.7 s capped the 2-worker speed-up at 1.85-1.91x, as 24 parts at 1.92-1.94x
+    (docs/benchmarks.md, "Writing"). run_jobs still writes a source whole or not at all. Parts of
+    one source decode it once per worker: `_decoded` keeps the last source a worker read.
     """
     starts = [0] + [i for i, name in enumerate(job.names) if name in COSTLY and i > 0]
     return [replace(job, names=job.names[a:b], tids=job.tids[a:b], params=job.params[a:b], reference=a == 0)
@@ -86,15 +85,14 @@ def crop_windows(shape, size: int, n: int, seed: int, ref_id: str) -> list[tuple
 
 def distort_source(job: DistortJob) -> JobResult:
     """The job's distortions and levels of one source image, in a fixed order (and its level-0 items
-    in its first part). A bad source is reported once, by its first part; the others write nothing."""
+    in its first part)."""
     try:
         image, notes = _decoded(job.item)
     except BadImage as exc:
-        return JobResult(skipped=str(exc) if job.reference else None)
+        return JobResult(skipped=str(exc))
     if job.crop and min(image.shape[:2]) < job.crop:
         h, w = image.shape[:2]
-        return JobResult(skipped=f"{job.item.path}: {w}x{h} px is smaller than --crop {job.crop}; lower --crop or "
-                         "drop it" if job.reference else None)
+        return JobResult(skipped=f"{job.item.path}: {w}x{h} px is smaller than --crop {job.crop}; lower --crop or drop it")
     if job.crop:
         views = [(c, image[y : y + job.crop, x : x + job.crop])
                  for c, (y, x) in enumerate(crop_windows(image.shape, job.crop, job.crops_per_image, job.seed, job.item.id))]
@@ -235,9 +233,9 @@ def distort(
                "distortions": list(names), "levels": levels, "seed": seed, "crop": crop,
                "crops_per_image": crops_per_image if crop else 1, "limit": limit, "sources": [it.id for it in items],
                S.SHARD_PARAM: list(shard) if shard else None, **({"pixels": pixels} if pixels != "all" else {}),
-               # not the items but what a partial file's count of finished jobs means: an older partial,
-               # whose jobs were whole sources, is not resumed as if they were parts
-               "jobs": "sources split at costly types"}
+               # not the items but what a partial file's count of finished jobs means: a partial whose
+               # jobs were cut otherwise (whole sources, before 2026-12-06) is not resumed
+               "jobs": [len(part.names) for part in split_at_costly(sources[0])] if sources else []}
     command = replay_command("distort", [
         ("--dataset", dataset), ("--root", root), ("--recipe", recipe),
         ("--distortions", ",".join(wanted_names) if wanted_names else None), ("--levels", levels), ("--crop", crop),
