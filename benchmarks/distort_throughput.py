@@ -206,6 +206,39 @@ def floor_ratios(repeat: int = 5) -> None:
             print(f"{recipe_name:13s} {name:30s} {mine:8.2f} ms  floor {base:8.2f} ms  {mine / base:5.2f}x")
 
 
+def encode_beside_kernels() -> None:
+    """Make `--workers 1` encode each job's items in a thread while the next job's kernels run: the
+    design not taken (docs/benchmarks.md, "Writing"), timed here so its trade-off is a figure."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rankgen import pipeline
+    from rankgen.corpus.writer import encode_rows
+
+    in_order = pipeline._ordered_results
+
+    def overlapped(encoded_work, todo, workers):
+        if workers != 1 or pipeline.EXECUTOR.get().kind != "local":
+            yield from in_order(encoded_work, todo, workers)
+            return
+        work, encoders = encoded_work.args
+
+        def encoded(result):
+            result.rows = encode_rows(result.rows, encoders)
+            return result
+
+        with ThreadPoolExecutor(1) as thread, pipeline._opencv_threads(1):
+            previous = None
+            for job in todo:
+                result = thread.submit(encoded, work(job))
+                if previous is not None:
+                    yield previous.result()
+                previous = result
+            if previous is not None:
+                yield previous.result()
+
+    pipeline._ordered_results = overlapped
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=5, help="calls per distortion and level in section 1")
@@ -213,7 +246,11 @@ def main() -> None:
     ap.add_argument("--only", choices=["calls", "floors", "writing", "memory"], help="run one section")
     ap.add_argument("--system-allocator", action="store_true",
                     help="time the kernels under glibc's default allocator, not the setting runs use")
+    ap.add_argument("--encode-beside-kernels", action="store_true",
+                    help="--workers 1 encodes in a thread beside the kernels (a design not taken), for section 2")
     args = ap.parse_args()
+    if args.encode_beside_kernels:
+        encode_beside_kernels()
     print(f"# rankgen distort benchmark, {time.strftime('%Y-%m-%d')}, {os.uname().machine}, "
           f"{len(os.sched_getaffinity(0))} cores, python {sys.version.split()[0]}")
     if not args.system_allocator:
