@@ -135,20 +135,20 @@ def _ordered_results(work, todo: list, workers: int):
     executor = EXECUTOR.get()
     if executor.kind == "dask":
         yield from _dask_results(work, todo, workers, executor.scheduler)
-    elif workers > 1 and len(todo) > 1:
-        yield from _process_results(work, todo, workers, IN_FLIGHT_PER_WORKER * workers)
     else:
-        # --workers N is N cores: here as OpenCV's threads (without this, --workers 1 used every core).
-        with _opencv_threads(workers):
-            yield from map(work, todo)
+        yield from ordered_map(work, todo, workers)
 
 
 def ordered_map(work, items: Sequence, workers: int):
-    """work(item) for every item, in order: on `workers` processes (as run_jobs' jobs), or here."""
+    """work(item) for every item, in order: on `workers` processes (run_jobs' jobs, verify's and
+    score's series), or here when there is one worker or one item."""
     items = list(items)
     if workers > 1 and len(items) > 1:
-        return _process_results(work, items, workers, IN_FLIGHT_PER_WORKER * workers)
-    return map(work, items)
+        yield from _process_results(work, items, workers, IN_FLIGHT_PER_WORKER * workers)
+    else:
+        # --workers N is N cores: here as OpenCV's threads (without this, --workers 1 used every core).
+        with _opencv_threads(workers):
+            yield from map(work, items)
 
 
 class _RemoteTraceback(Exception):
@@ -185,9 +185,9 @@ def _portable(exc: Exception) -> tuple[Exception, str]:
 class _Inbox:
     """Messages sent with Connection.send, read straight into one buffer kept across messages.
 
-    Connection.recv reads a message chunk by chunk into a growing BytesIO and copies each chunk
-    there: for the tens of MB of a job's encoded items that was most of the writing process's time
-    spent receiving. The framing is multiprocessing's own (a 4-byte size, or -1 and an 8-byte size).
+    Connection.recv reads a message chunk by chunk into a growing BytesIO, copying each chunk there
+    and again as the buffer grows, for the tens of MB of a job's encoded items. The framing is
+    multiprocessing's own (a 4-byte size, or -1 and an 8-byte size).
     """
 
     def __init__(self):
@@ -222,8 +222,8 @@ def _process_results(work, todo: Sequence, workers: int, window: int):
     is free, so a slow job holds up no other; at most `window` jobs are running or finished and
     waiting for their turn, which keeps memory flat whatever the writer's pace. Results are read
     here, in the thread that writes them: multiprocessing.Pool's worker-handler thread polled the
-    result pipe in a loop while a large result was being read (a fifth of the writing process's
-    CPU), and its result thread added a hand-over per result. A worker that dies (killed, out of
+    result pipe in a loop while a large result was being read, and its result thread added a
+    hand-over per result. A worker that dies (killed, out of
     memory) is an error here, where Pool would wait for it forever.
     """
     context = mp.get_context("fork" if os.name == "posix" else "spawn")

@@ -49,7 +49,7 @@ def split_at_costly(job: DistortJob) -> list[DistortJob]:
     """One source's work as consecutive parts, a new part at each COSTLY type (recipe order kept).
 
     The slow types of one source then run on several workers at once: 6 bundled photos as 6 jobs
-    of 0.6-1.7 s capped the 2-worker speed-up at 1.85-1.91x, as 24 parts at 1.92-1.94x
+    of 0.6-1.7 s capped the 2-worker speed-up at 1.85-1.91x, as 24 parts at 1.88-1.94x
     (docs/benchmarks.md, "Writing"). run_jobs still writes a source whole or not at all. Parts of
     one source decode it once per worker: `_decoded` keeps the last source a worker read.
     """
