@@ -35,7 +35,7 @@ _QUANTILES = scipy.special.ndtri((np.arange(1 << 16) + 0.5) / (1 << 16)).astype(
 
 
 def _randn(shape, std, mean=0.0):
-    """The fastest normal samples found (cv2.randn takes 1.5x as long: normal_samples.py): the normal's quantiles at
+    """The fastest normal samples found (cv2.randn takes 1.4-1.5x as long: normal_samples.py): the normal's quantiles at
     16-bit raw draws from one shared generator, the table scaled before the lookup."""
     count = int(np.prod(shape))
     table = _QUANTILES * np.float32(std) + np.float32(mean)

@@ -110,8 +110,8 @@ def normal(rng: np.random.Generator, shape: tuple, std: float, mean: float = 0.0
     """float32 samples of N(mean, std^2), drawn from `rng` alone (kernel 4).
 
     Each sample is the normal's quantile at a uniform 16-bit draw from `rng`: a table lookup per
-    sample, 0.88 ms for a 512x384x3 field where OpenCV's cv2.randn (kernel 2) takes 1.30 and numpy's
-    float32 ziggurat 4.8-6.2 (benchmarks/normal_samples.py). The draws are full-range 64-bit words,
+    sample, 0.89 ms for a 512x384x3 field where OpenCV's cv2.randn (kernel 2) takes 1.27 and numpy's
+    float32 ziggurat 4.8-6.3 (benchmarks/normal_samples.py). The draws are full-range 64-bit words,
     four samples each: for a 64-bit bit generator (PCG64, rankgen's) they are its raw output, a
     stream numpy keeps across its versions (MT19937's 32-bit outputs are paired). The table is
     computed, so the samples depend on neither OpenCV (whose cv2.randn stream changed in 5.1) nor
