@@ -358,7 +358,7 @@ def test_check_finds_silent_damage(tmp_path):
 def test_png_bytes_are_a_standard_png_of_the_array(h, w, channels, seed, content):
     """rankgen assembles its PNGs itself (Up filter, ISA-L deflate): OpenCV's and Pillow's decoders
     must give back the array, every channel layout and size down to 1 x 1."""
-    from rankgen.corpus.codec import decode, encode, png_bytes
+    from rankgen.corpus.codec import _own_png_pixels, decode, encode, png_bytes
 
     shape = (h, w) if channels is None else (h, w, channels)
     rng = np.random.default_rng(seed)
@@ -372,4 +372,76 @@ def test_png_bytes_are_a_standard_png_of_the_array(h, w, channels, seed, content
         np.testing.assert_array_equal(np.asarray(im).reshape(shape), array)
     stored = encode(array, S.PNG)
     assert stored.data == data
+    np.testing.assert_array_equal(_own_png_pixels(np.frombuffer(data, np.uint8), shape), array)  # the shortcut takes it
     np.testing.assert_array_equal(decode(np.frombuffer(stored.data, np.uint8), shape, np.uint8, S.PNG), array)
+
+
+def _cv2_png(array: np.ndarray, **flags) -> bytes:
+    import cv2
+
+    bgr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 and array.shape[2] == 3 else array
+    return cv2.imencode(".png", bgr, [x for k, v in flags.items() for x in (getattr(cv2, k), v)])[1].tobytes()
+
+
+@pytest.mark.parametrize("flags", [{"IMWRITE_PNG_FILTER": 8},  # OpenCV's own PNG, Paeth: files before 2026-12-06
+                                   {"IMWRITE_PNG_FILTER": 16},  # Up in every row, but by libpng: several IDATs
+                                   {"IMWRITE_PNG_COMPRESSION": 0}])
+def test_a_png_another_encoder_wrote_is_decoded_by_opencv(flags):
+    from rankgen.corpus.codec import decode
+
+    array = np.random.default_rng(0).integers(0, 256, (300, 200, 3), dtype=np.uint8)
+    data = np.frombuffer(_cv2_png(array, **flags), np.uint8)
+    np.testing.assert_array_equal(decode(data, array.shape, np.uint8, S.PNG), array)
+
+
+def test_a_png_of_png_bytes_layout_with_another_filter_in_one_row_goes_to_opencv():
+    """Same chunks as png_bytes writes, but one row Sub-filtered: the shortcut must not read it as Up."""
+    import zlib
+
+    import cv2
+
+    from rankgen.corpus.codec import _IDAT_AT, _own_png_pixels, decode, png_bytes
+
+    array = np.random.default_rng(1).integers(0, 256, (20, 16, 3), dtype=np.uint8)
+    data = png_bytes(array)
+    size = int.from_bytes(data[_IDAT_AT:_IDAT_AT + 4], "big")
+    rows = bytearray(zlib.decompress(data[_IDAT_AT + 8:_IDAT_AT + 8 + size]))
+    width = 1 + 16 * 3
+    row = 7
+    raw = array.reshape(20, -1)[row]
+    rows[row * width] = 1  # Sub: each byte less the byte of the pixel to its left
+    rows[row * width + 1:(row + 1) * width] = np.concatenate([raw[:3], raw[3:] - raw[:-3]]).astype(np.uint8).tobytes()
+    idat = zlib.compress(bytes(rows))
+    data = (data[:_IDAT_AT] + len(idat).to_bytes(4, "big") + b"IDAT" + idat
+            + zlib.crc32(b"IDAT" + idat).to_bytes(4, "big") + data[_IDAT_AT + 12 + size:])
+    buf = np.frombuffer(data, np.uint8)
+    assert _own_png_pixels(buf, array.shape) is None
+    np.testing.assert_array_equal(cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_UNCHANGED), cv2.COLOR_BGR2RGB), array)
+    np.testing.assert_array_equal(decode(buf, array.shape, np.uint8, S.PNG), array)
+
+
+@pytest.mark.parametrize("damage", ["idat byte", "idat crc", "adler", "truncated", "other shape"])
+def test_a_damaged_own_png_is_an_error_not_other_pixels(damage):
+    """The shortcut's checks each send a damaged PNG to OpenCV, whose refusal is the one error."""
+    import zlib
+
+    from rankgen.corpus.codec import _IDAT_AT, decode, png_bytes
+
+    array = (np.arange(40 * 30 * 3) % 251).astype(np.uint8).reshape(40, 30, 3)
+    data = bytearray(png_bytes(array))
+    size = int.from_bytes(data[_IDAT_AT:_IDAT_AT + 4], "big")
+    shape = array.shape
+    if damage == "idat byte":
+        data[_IDAT_AT + 8 + size // 2] ^= 0x10
+    elif damage == "idat crc":
+        data[_IDAT_AT + 8 + size] ^= 0x01
+    elif damage == "adler":  # a stream that inflates, with the chunk's CRC made right again
+        data[_IDAT_AT + 8 + size - 1] ^= 0x01
+        crc = zlib.crc32(bytes(data[_IDAT_AT + 4:_IDAT_AT + 8 + size]))
+        data[_IDAT_AT + 8 + size:_IDAT_AT + 12 + size] = crc.to_bytes(4, "big")
+    elif damage == "truncated":
+        data = data[:-20]
+    else:
+        shape = (30, 40, 3)
+    with pytest.raises(ValueError, match="does not decode"):
+        decode(np.frombuffer(bytes(data), np.uint8), shape, np.uint8, S.PNG)
