@@ -259,9 +259,11 @@ def test_reader_survives_fork(tmp_path):
     expected = write(path)
     c = Corpus(path)
     c.image(0)
+    parents = c._dataset("image")
     pid = os.fork()
     if pid == 0:
         ok = all(np.array_equal(c.image(i), expected[i]["image"]) for i in range(20))
+        ok = ok and c._dataset("image") is not parents  # the dataset it keeps is the child's own too
         os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
