@@ -422,6 +422,68 @@ def test_a_png_of_png_bytes_layout_with_another_filter_in_one_row_goes_to_opencv
     np.testing.assert_array_equal(decode(buf, array.shape, np.uint8, S.PNG), array)
 
 
+@pytest.mark.parametrize("shape", [(5, 106, 3), (5, 107, 3), (4, 319), (4, 320), (3, 80, 4), (2000, 1), (1, 2000)])
+def test_own_png_reads_rows_on_both_sides_of_the_cumsum_cutoff(shape):
+    """Rows under _ROW_LOOP_FROM bytes are summed with cumsum, longer ones row by row: both exact."""
+    from rankgen.corpus.codec import _ROW_LOOP_FROM, _own_png_pixels, png_bytes
+
+    assert _ROW_LOOP_FROM == 320  # the shapes above straddle it
+    array = np.random.default_rng(len(shape)).integers(0, 256, shape, dtype=np.uint8)
+    data = png_bytes(array)
+    with Image.open(io.BytesIO(data)) as im:
+        np.testing.assert_array_equal(np.asarray(im).reshape(shape), array)
+    np.testing.assert_array_equal(_own_png_pixels(np.frombuffer(data, np.uint8), shape), array)
+
+
+def test_columns_named_like_what_the_reader_keeps_are_still_columns(tmp_path):
+    path = tmp_path / "c.h5"
+    with CorpusWriter(path, "distort", columns={"version": "int64", "len": "int64"}, ragged=RAGGED, attrs={},
+                      fingerprint="f") as w:
+        w.append([{"version": 7, "len": 8, "image": np.zeros((2, 2, 3), np.uint8)}] * 3)
+        w.finish(tables={S.GROUPS: np.arange(3).reshape(1, 3), "ref_id": np.array(["r"], dtype=object)})
+    c = Corpus(path)
+    assert (len(c), c.version) == (3, 2)
+    assert c.column("version").tolist() == [7] * 3 and c.column("len").tolist() == [8] * 3
+    assert (len(c), c.version) == (3, 2)
+
+
+def test_decode_takes_a_strided_buffer():
+    from rankgen.corpus.codec import decode, png_bytes
+
+    array = (np.arange(6 * 5 * 3) % 256).astype(np.uint8).reshape(6, 5, 3)
+    data = np.frombuffer(png_bytes(array), np.uint8)
+    strided = np.zeros(2 * data.size, np.uint8)
+    strided[::2] = data
+    np.testing.assert_array_equal(decode(strided[::2], array.shape, np.uint8, S.PNG), array)
+
+
+def test_an_idat_that_inflates_past_the_image_is_left_to_opencv():
+    import zlib
+
+    from rankgen.corpus.codec import _IDAT_AT, _own_png_pixels, png_bytes
+
+    array = np.zeros((2, 2, 3), np.uint8)
+    data = png_bytes(array)
+    size = int.from_bytes(data[_IDAT_AT:_IDAT_AT + 4], "big")
+    idat = zlib.compress(b"\x02" + bytes(6) + b"\x02" + bytes(6) + bytes(10**6))
+    data = (data[:_IDAT_AT] + len(idat).to_bytes(4, "big") + b"IDAT" + idat
+            + zlib.crc32(b"IDAT" + idat).to_bytes(4, "big") + data[_IDAT_AT + 12 + size:])
+    assert _own_png_pixels(np.frombuffer(data, np.uint8), array.shape) is None
+
+
+@pytest.mark.parametrize("value", [-9, 0])
+def test_a_damaged_shape_is_a_damaged_item_not_a_crash(tmp_path, value):
+    from rankgen.corpus.check import check
+
+    path = tmp_path / "c.h5"
+    write(path)
+    with h5py.File(path, "r+") as f:
+        f["ragged/image/shape"][3, 1] = value
+    with pytest.raises(RankgenError, match="item 3 of ragged/image does not decode"):
+        Corpus(path).image(3)
+    assert any(p.startswith("ragged/image: 1 items cannot be decoded") for p in check(path))
+
+
 @pytest.mark.parametrize("damage", ["idat byte", "idat crc", "adler", "truncated", "other shape"])
 def test_a_damaged_own_png_is_an_error_not_other_pixels(damage):
     """The shortcut's checks each send a damaged PNG to OpenCV, whose refusal is the one error."""

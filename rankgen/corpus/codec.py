@@ -35,6 +35,10 @@ _PNG_UP = 2
 PNG_DEFLATE_LEVEL = 1
 _FROM_PNG = {3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGBA}
 _IDAT_AT = 8 + 25  # the signature, then IHDR's 13 bytes in a chunk of 12
+# Undoing Up is a running sum down each column: numpy's cumsum down axis 0 strides through memory,
+# so from rows of about 320 bytes one add per row is faster (0.42 against 1.5 ms at 512x384x3), and
+# below it cumsum is (0.57 against 3.1 ms at 4000x64).
+_ROW_LOOP_FROM = 320
 _IEND = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", isal_zlib.crc32(b"IEND"))
 
 
@@ -86,7 +90,9 @@ def png_bytes(array: np.ndarray) -> bytes:
 def _own_png_pixels(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
     """The pixels of a PNG that png_bytes wrote for an array of `shape`, or None for any other PNG
     (another layout, another encoder, or damage: each is left to OpenCV)."""
-    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in _PNG_COLOUR_TYPE) or 0 in shape:
+    # PNG's sides are 1 .. 2**31 - 1: a damaged shape outside them must reach OpenCV's ValueError.
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in _PNG_COLOUR_TYPE) or not all(
+            0 < s < 2**31 for s in shape):
         return None
     head = _png_header(shape)
     if len(buf) < _IDAT_AT + 12 + len(_IEND) or bytes(buf[:_IDAT_AT]) != head or bytes(buf[_IDAT_AT + 4:_IDAT_AT + 8]) != b"IDAT":
@@ -100,18 +106,21 @@ def _own_png_pixels(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | Non
         return None
     h = shape[0]
     row = int(np.prod(shape[1:]))
+    stream = isal_zlib.decompressobj()
     try:
-        filtered = np.frombuffer(isal_zlib.decompress(data), np.uint8)
+        # One byte more than the image may inflate to: a stream that would expand further stops there.
+        filtered = np.frombuffer(stream.decompress(data, h * (1 + row) + 1), np.uint8)
     except isal_zlib.error:
         return None
-    if filtered.size != h * (1 + row):
+    if not stream.eof or filtered.size != h * (1 + row):
         return None
     filtered = filtered.reshape(h, 1 + row)
     if not (filtered[:, 0] == _PNG_UP).all():
         return None
+    if row < _ROW_LOOP_FROM:
+        return np.cumsum(filtered[:, 1:], axis=0, dtype=np.uint8).reshape(shape)
     pixels = np.empty((h, row), np.uint8)
     pixels[0] = filtered[0, 1:]
-    # One add per row: a row depends on the one above, and numpy's accumulate down axis 0 is slower.
     for y in range(1, h):
         np.add(pixels[y - 1], filtered[y, 1:], out=pixels[y])
     return pixels.reshape(shape)
@@ -142,10 +151,11 @@ def decode(buf: np.ndarray, shape: tuple[int, ...], dtype, encoding: str) -> np.
     """The array stored in `buf` (uint8 bytes as read from ragged/<name>/data)."""
     if encoding == S.PNG:
         shape = tuple(int(s) for s in shape)
-        own = _own_png_pixels(np.asarray(buf, dtype=np.uint8), shape)
+        buf = np.ascontiguousarray(buf, dtype=np.uint8)  # ISA-L reads contiguous buffers only
+        own = _own_png_pixels(buf, shape)
         if own is not None:
             return own
-        pixels = cv2.imdecode(np.asarray(buf, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        pixels = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         channels = shape[2] if len(shape) == 3 else 0
         if pixels is None or pixels.shape[:2] != tuple(shape[:2]) or (pixels.shape[2:3] or (1,))[0] != max(channels, 1):
             raise ValueError(f"PNG data does not decode to shape {tuple(shape)}")

@@ -81,7 +81,7 @@ class Corpus:
         self.path = Path(path)
         self._file: h5py.File | None = None
         self._pid: int | None = None
-        self._cache: dict[str, object] = {}  # columns, tables, ragged parts and encodings, read once
+        self._cache: dict[str, object] = {}  # columns, tables, ragged parts, encodings and attrs, read once
         self._data: dict[str, h5py.Dataset] = {}  # ragged/<name>/data of this process's handle
         self._references: dict[int, np.ndarray] = {}
         self._validate(kind)
@@ -151,9 +151,9 @@ class Corpus:
 
     @property
     def version(self) -> int:
-        if "version" not in self._cache:
-            self._cache["version"] = int(self.file.attrs[S.ATTR_VERSION])
-        return self._cache["version"]
+        if "attr:version" not in self._cache:
+            self._cache["attr:version"] = int(self.file.attrs[S.ATTR_VERSION])
+        return self._cache["attr:version"]
 
     @property
     def attrs(self) -> dict:
@@ -170,9 +170,9 @@ class Corpus:
         return out
 
     def __len__(self) -> int:
-        if "len" not in self._cache:
-            self._cache["len"] = int(self.file.attrs[S.ATTR_N_ITEMS])
-        return self._cache["len"]
+        if "attr:len" not in self._cache:
+            self._cache["attr:len"] = int(self.file.attrs[S.ATTR_N_ITEMS])
+        return self._cache["attr:len"]
 
     # -- data ----------------------------------------------------------------------------
     def columns(self) -> list[str]:
@@ -205,7 +205,8 @@ class Corpus:
             return self._regenerate(name, index)
         else:
             encoding, dtype = self.ragged_encoding(name)
-            buf = self._read(where, lambda: data[start : start + int(self._part(name, S.SIZE)[index])])
+            stop = start + int(self._part(name, S.SIZE)[index])
+            buf = self._read(where, lambda: data[start:stop])
             try:
                 item = decode(buf, shape, dtype, encoding)
             except ValueError as exc:
