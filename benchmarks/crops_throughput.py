@@ -3,7 +3,8 @@
     python benchmarks/crops_throughput.py [--images 16] [--per-image 10] [--k 5] [--size 224]
 
 1. cost split per crop set, one process: decode (JPEG -> RGB), crop + resize (geometry and k
-   cv2.resize calls), write (append + commit to HDF5 with lzf);
+   cv2.resize calls), encode (the k patches as PNG: a worker's part) and write (append + commit
+   of the encoded bytes to HDF5: the writing process's part);
 2. crop sets per second, and per worker, of the whole command with 1 and 2 workers;
 3. peak memory (max RSS of a fresh process, workers included) for few and 4x more images: it
    must stay flat, because run_jobs streams (commits every few sources, never holds the corpus).
@@ -23,10 +24,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from benchmarks_common import allocator_as_in_a_run, load
+
 from rankgen.crowd import crops as geometry
-from rankgen.jobs.crops import COLUMNS as CROP_COLUMNS, COMPRESSION as CROP_COMPRESSION
+from rankgen.jobs.crops import COLUMNS as CROP_COLUMNS, RAGGED as CROP_RAGGED
 from rankgen.jobs.crops import crops as generate_crops
 from rankgen.corpus import CorpusWriter
+from rankgen.corpus.writer import encode_rows
 from rankgen.seeding import item_seed
 from rankgen.sources.crowd import list_items, read_crowd
 
@@ -41,10 +45,10 @@ def make_folder(n: int, root: Path) -> Path:
 
 def cost_split(folder: Path, tmp: Path, per_image: int, k: int, size: int) -> None:
     items, _ = list_items("folder", str(folder), None)
-    t_decode = t_crop = t_write = 0.0
+    t_decode = t_crop = t_encode = t_write = 0.0
     sets = 0
-    writer = CorpusWriter(tmp / "split.h5", "crops", columns=CROP_COLUMNS, ragged={"image": ("uint8", 3)},
-                          attrs={}, fingerprint="bench", overwrite=True, compression=CROP_COMPRESSION)
+    writer = CorpusWriter(tmp / "split.h5", "crops", columns=CROP_COLUMNS, ragged=CROP_RAGGED,
+                          attrs={}, fingerprint="bench", overwrite=True)
     for index, item in enumerate(items):
         t = time.perf_counter()
         image, _, _ = read_crowd(item)
@@ -63,20 +67,23 @@ def cost_split(folder: Path, tmp: Path, per_image: int, k: int, size: int) -> No
                 rows.append(row)
         t_crop += time.perf_counter() - t
         t = time.perf_counter()
+        rows = encode_rows(rows, writer.encoders())
+        t_encode += time.perf_counter() - t
+        t = time.perf_counter()
         writer.append(rows)
         writer.commit()
         t_write += time.perf_counter() - t
         sets += per_image
     writer.close()
-    total = t_decode + t_crop + t_write
+    total = t_decode + t_crop + t_encode + t_write
     print(f"## cost split, 1 process: {len(items)} JPEGs of 512x384, {per_image} sets/image, k={k}, size={size}")
-    for name, t in (("decode", t_decode), ("crop+resize", t_crop), ("write", t_write)):
+    for name, t in (("decode", t_decode), ("crop+resize", t_crop), ("encode", t_encode), ("write", t_write)):
         print(f"{name:12s} {t / sets * 1e3:7.2f} ms per crop set  {100 * t / total:5.1f} %")
     print(f"{'total':12s} {total / sets * 1e3:7.2f} ms per crop set  = {sets / total:6.1f} crop sets/s")
 
 
 def throughput(folder: Path, tmp: Path, per_image: int, k: int, size: int) -> None:
-    print("\n## whole command (rankgen crops --dataset folder)")
+    print(f"\n## whole command (rankgen crops --dataset folder); {load()}")
     for workers in (1, 2):
         out = tmp / f"w{workers}.h5"
         t = time.perf_counter()
@@ -86,6 +93,7 @@ def throughput(folder: Path, tmp: Path, per_image: int, k: int, size: int) -> No
         n_sets = s.rows // k
         print(f"workers={workers}: {n_sets / dt:7.1f} crop sets/s, {n_sets / dt / workers:7.1f} per worker, "
               f"{os.path.getsize(out) / 1e6:.1f} MB")
+    print(load())
 
 
 def peak_memory(tmp: Path, n_small: int, per_image: int, k: int, size: int) -> None:
@@ -110,6 +118,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--size", type=int, default=224)
     args = ap.parse_args()
+    allocator_as_in_a_run()  # the cost split runs here, in the allocator setting a run's processes have
     print(f"# rankgen crops benchmark, {time.strftime('%Y-%m-%d')}, {os.uname().machine}, "
           f"{len(os.sched_getaffinity(0))} cores, python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as tmp:
