@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -97,17 +98,17 @@ def main() -> None:
         checks = data["checks"]
         for peer, value in data["times"].items():
             theirs[peer].append(value)
-    print(f"# rankgen vs imagecorruptions 1.1.2, 512x384, {time.strftime('%Y-%m-%d')}, median ms per call")
+    print(f"# rankgen vs imagecorruptions 1.1.2, 512x384, {time.strftime('%Y-%m-%d')}, median ms per call; load average {os.getloadavg()[0]:.2f}")
     print(f"{'rankgen':22s} {'imagecorruptions':18s} {'rankgen ms':>10s} {'peer ms':>10s} {'peer/ours':>10s}")
     for name, peer in PAIRS:
         mine = float(np.median(ours[name])) * 1e3
         values = theirs[peer]
         if all(isinstance(v, float) for v in values):
             other = float(np.median(values)) * 1e3
-            print(f"{name:22s} {peer:18s} {mine:10.1f} {other:10.1f} {other / mine:9.1f}x")
+            print(f"{name:22s} {peer:18s} {mine:10.2f} {other:10.1f} {other / mine:9.1f}x")
         else:
             error = next(v for v in values if not isinstance(v, float))
-            print(f"{name:22s} {peer:18s} {mine:10.1f} {'FAILS':>10s}  ({error[:70]})")
+            print(f"{name:22s} {peer:18s} {mine:10.2f} {'FAILS':>10s}  ({error[:70]})")
     ours_checks = {}
     for label, fn in [("level/severity 0", lambda: corrupt(img, "gaussian_noise", 0)),
                       ("16x16 gaussian_blur", lambda: corrupt(img[:16, :16], "gaussian_blur", 3)),
