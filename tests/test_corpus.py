@@ -253,6 +253,24 @@ def test_reader_errors_are_clear(tmp_path):
         Corpus(path)
 
 
+@pytest.mark.parametrize("gather", [64, 300, 1 << 20])
+def test_items_bytes_land_in_order_whatever_the_gather_buffer(tmp_path, monkeypatch, gather):
+    """Items smaller and larger than the writer's buffer, filling it exactly or not, across commits."""
+    from rankgen.corpus import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "GATHER_BYTES", gather)
+    path = tmp_path / "c.h5"
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    with w:
+        for start in (0, 7, 15):
+            w.append(rows(start, {0: 7, 7: 8, 15: 5}[start]))
+            w.commit()
+        w.finish(tables={S.GROUPS: np.arange(20).reshape(-1, 4), "ref_id": np.array(["r"] * 20, dtype=object)})
+    c = Corpus(path)
+    for i, row in enumerate(rows(0, 20)):
+        np.testing.assert_array_equal(c.image(i), row["image"])
+
+
 def test_reader_survives_fork(tmp_path):
     """A handle opened in the parent is never used in a child: each process opens its own."""
     path = tmp_path / "c.h5"

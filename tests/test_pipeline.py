@@ -95,6 +95,11 @@ class NeedsTwoArguments(Exception):
     def __init__(self, path, why):
         super().__init__(f"{path}: {why}")
 
+    # BaseException's own reduction, spelled out: once `distributed` is imported (test_shards does),
+    # tblib's pickling support makes such exceptions unpickle, and this test would depend on order.
+    def __reduce__(self):
+        return type(self), self.args
+
 
 def raises_what_does_not_unpickle(job):
     raise NeedsTwoArguments("a.png", "bad")

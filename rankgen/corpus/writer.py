@@ -95,6 +95,7 @@ def _disk_error(exc: OSError, path: Path, n_done: int) -> RankgenError:
 
 # Free space kept beyond a commit's own bytes: HDF5 allocates whole chunks and metadata as it goes.
 DISK_HEADROOM = 16 << 20
+GATHER_BYTES = 8 << 20  # the writing process's buffer for items' bytes (CorpusWriter._write_bytes)
 
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 1, 2
 
@@ -393,7 +394,7 @@ class CorpusWriter:
             start = int(data.shape[0])
             sizes = np.array([len(e.data) for e in items], dtype=np.int64)
             data.resize((start + int(sizes.sum()),))
-            data[start:] = self._gather(items, int(sizes.sum()))
+            self._write_bytes(data, start, items)
             for part, values in ((S.OFFSET, start + np.concatenate([[0], np.cumsum(sizes)[:-1]])), (S.SIZE, sizes),
                                  (S.CRC, np.array([e.crc for e in items], dtype=np.uint32)),
                                  (S.STORED, np.array([e.stored for e in items], dtype=np.uint8))):
@@ -409,16 +410,28 @@ class CorpusWriter:
             f.attrs[key] = value
         f.flush()
 
-    def _gather(self, items: list[Encoded], total: int) -> np.ndarray:
-        """The items' bytes end to end, in a buffer kept from commit to commit: a fresh one each time
-        (b"".join) had every page of it faulted in anew on every commit."""
-        if self._scratch.size < total:
-            self._scratch = np.empty(total, np.uint8)
-        at = 0
+    def _write_bytes(self, data: h5py.Dataset, start: int, items: list[Encoded]) -> None:
+        """The items' bytes end to end from `start`, gathered into writes of about GATHER_BYTES.
+
+        One HDF5 write per item cost more than copying; gathering a whole commit (up to 64 MB) in
+        one buffer kept that buffer resident all run and paid first-touch page faults for all of it.
+        The buffer is kept from commit to commit: a fresh one each time was faulted in anew."""
+        if self._scratch.size == 0:
+            self._scratch = np.empty(GATHER_BYTES, np.uint8)
+        at, filled = start, 0
         for e in items:
-            self._scratch[at : at + len(e.data)] = np.frombuffer(e.data, np.uint8)
-            at += len(e.data)
-        return self._scratch[:total]
+            size = len(e.data)
+            if filled + size > self._scratch.size and filled:
+                data[at : at + filled] = self._scratch[:filled]
+                at, filled = at + filled, 0
+            if size > self._scratch.size:  # larger than the buffer: written straight from its bytes
+                data[at : at + size] = np.frombuffer(e.data, np.uint8)
+                at += size
+                continue
+            self._scratch[filled : filled + size] = np.frombuffer(e.data, np.uint8)
+            filled += size
+        if filled:
+            data[at : at + filled] = self._scratch[:filled]
 
     def _ensure_space(self, needed: int, n_rows: int, n_done: int) -> None:
         """Refuse a write the disk cannot hold before starting it: HDF5 interrupted by a full disk can
