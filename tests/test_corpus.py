@@ -253,22 +253,55 @@ def test_reader_errors_are_clear(tmp_path):
         Corpus(path)
 
 
-@pytest.mark.parametrize("gather", [64, 300, 1 << 20])
-def test_items_bytes_land_in_order_whatever_the_gather_buffer(tmp_path, monkeypatch, gather):
-    """Items smaller and larger than the writer's buffer, filling it exactly or not, across commits."""
-    from rankgen.corpus import writer as writer_module
+def _encoded_sizes():
+    from rankgen.corpus.codec import png_bytes
 
-    monkeypatch.setattr(writer_module, "GATHER_BYTES", gather)
+    return [len(png_bytes(r["image"])) for r in rows(0, 20)]
+
+
+# Smaller than every item, between sizes, exactly the first two items, several items, everything.
+@pytest.mark.parametrize("gather", [64, 300, "first two", 700, 1 << 20])
+def test_items_bytes_land_in_order_whatever_the_gather_buffer(tmp_path, monkeypatch, gather):
+    """Items smaller and larger than the writer's buffer, filling it exactly or not, across commits:
+    the stored bytes are the items' encoded bytes end to end (pixels alone would miss a lost IEND)."""
+    from rankgen.corpus import writer as writer_module
+    from rankgen.corpus.writer import encode_rows
+
+    sizes = _encoded_sizes()
+    monkeypatch.setattr(writer_module, "GATHER_BYTES", sizes[0] + sizes[1] if gather == "first two" else gather)
     path = tmp_path / "c.h5"
     w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    expected = b"".join(r["image"].data for r in encode_rows(rows(0, 20), w.encoders()))
     with w:
-        for start in (0, 7, 15):
-            w.append(rows(start, {0: 7, 7: 8, 15: 5}[start]))
+        for start, n in ((0, 7), (7, 8), (15, 5)):
+            w.append(rows(start, n))
             w.commit()
         w.finish(tables={S.GROUPS: np.arange(20).reshape(-1, 4), "ref_id": np.array(["r"] * 20, dtype=object)})
+    with h5py.File(path, "r") as f:
+        assert f["ragged/image/data"][...].tobytes() == expected
     c = Corpus(path)
     for i, row in enumerate(rows(0, 20)):
         np.testing.assert_array_equal(c.image(i), row["image"])
+
+
+def test_a_write_h5py_refuses_is_a_one_line_error_that_keeps_what_was_committed(tmp_path, monkeypatch):
+    """h5py reports a write the disk refused at the flush, as a RuntimeError, not an OSError."""
+    path = tmp_path / "c.h5"
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    w.append(rows(0, 4))
+    w.commit()
+
+    def refused(*args):
+        raise RuntimeError("Can't write data (file write failed)")
+
+    monkeypatch.setattr(CorpusWriter, "_write_bytes", refused)
+    w.append(rows(4, 4))
+    with pytest.raises(RankgenError, match=r"cannot write .*c\.h5\.partial: Can't write data .*Re-run the same command"):
+        w.commit()
+    w.close()
+    monkeypatch.undo()
+    with CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f") as again:
+        assert again.n_done == 4
 
 
 def test_reader_survives_fork(tmp_path):

@@ -74,9 +74,9 @@ def _held_elsewhere(exc: OSError) -> bool:
     return exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK) or "unable to lock file" in str(exc).lower()
 
 
-def _disk_full(exc: OSError, path: Path) -> bool:
+def _disk_full(exc: Exception, path: Path) -> bool:
     # HDF5 reports a failed write without errno, so look at the disk as well.
-    if exc.errno == errno.ENOSPC:
+    if getattr(exc, "errno", None) == errno.ENOSPC:
         return True
     try:
         return shutil.disk_usage(path.parent).free < 16 << 20
@@ -84,18 +84,20 @@ def _disk_full(exc: OSError, path: Path) -> bool:
         return False
 
 
-def _disk_error(exc: OSError, path: Path, n_done: int) -> RankgenError:
+def _disk_error(exc: Exception, path: Path, n_done: int) -> RankgenError:
     if _disk_full(exc, path):
         return RankgenError(
             f"disk full while writing {path}. {n_done} items are committed in {path}; "
             "free some space and re-run the same command to resume from there."
         )
-    return RankgenError(f"cannot write {path}: {exc.strerror or exc}. Re-run the same command to resume.")
+    return RankgenError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}. Re-run the same command to resume.")
 
 
 # Free space kept beyond a commit's own bytes: HDF5 allocates whole chunks and metadata as it goes.
 DISK_HEADROOM = 16 << 20
-GATHER_BYTES = 8 << 20  # the writing process's buffer for items' bytes (CorpusWriter._write_bytes)
+# The writing process's buffer for items' bytes (CorpusWriter._write_bytes): large enough that an
+# HDF5 write carries about 20 images of 512x384, small enough to keep resident all run.
+GATHER_BYTES = 8 << 20
 
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 1, 2
 
@@ -371,8 +373,15 @@ class CorpusWriter:
         try:
             with _reserved(self.partial, needed + DISK_HEADROOM):
                 self._write(f, rows, n0, n1, progress)
-        except OSError as exc:
+        # h5py reports a write the disk refused at the flush, as a RuntimeError.
+        except (OSError, RuntimeError) as exc:
             raise _disk_error(exc, self.partial, n0) from None
+        except BaseException:
+            # A Ctrl-C mid-write: these rows are not committed, so they stay for the commit that the
+            # interrupted run makes on its way out, which would otherwise record their jobs as done.
+            if int(f.attrs[S.ATTR_COMMITTED]) == n0:
+                self._buffer[:0] = rows
+            raise
 
     def _dataset(self, path: str) -> h5py.Dataset:
         # Looked up once per run: h5py's path lookups were a fifth of the writing process's time in
@@ -391,7 +400,9 @@ class CorpusWriter:
             group = f"{S.RAGGED}/{name}"
             items: list[Encoded] = [row[name] for row in rows]
             data = self._dataset(f"{group}/{S.DATA}")
-            start = int(data.shape[0])
+            # From the end of the committed items, not of the dataset: a commit interrupted after its
+            # resize left bytes there that no item points to, and a retry overwrites them.
+            start = int(self._dataset(f"{group}/{S.OFFSET}")[n0 - 1]) + int(self._dataset(f"{group}/{S.SIZE}")[n0 - 1]) if n0 else 0
             sizes = np.array([len(e.data) for e in items], dtype=np.int64)
             data.resize((start + int(sizes.sum()),))
             self._write_bytes(data, start, items)
@@ -413,7 +424,7 @@ class CorpusWriter:
     def _write_bytes(self, data: h5py.Dataset, start: int, items: list[Encoded]) -> None:
         """The items' bytes end to end from `start`, gathered into writes of about GATHER_BYTES.
 
-        One HDF5 write per item cost more than copying; gathering a whole commit (up to 64 MB) in
+        One HDF5 write per item cost more than copying; gathering a whole commit (64 MB and more) in
         one buffer kept that buffer resident all run and paid first-touch page faults for all of it.
         The buffer is kept from commit to commit: a fresh one each time was faulted in anew."""
         if self._scratch.size == 0:
@@ -424,7 +435,7 @@ class CorpusWriter:
             if filled + size > self._scratch.size and filled:
                 data[at : at + filled] = self._scratch[:filled]
                 at, filled = at + filled, 0
-            if size > self._scratch.size:  # larger than the buffer: written straight from its bytes
+            if size > self._scratch.size:  # copying it would not save a write
                 data[at : at + size] = np.frombuffer(e.data, np.uint8)
                 at += size
                 continue
@@ -474,7 +485,7 @@ class CorpusWriter:
             os.replace(self.partial, self.path)
             _fsync_path(self.path.parent)
             self._release_lock()
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # RuntimeError: h5py's, as in commit
             raise _disk_error(exc, self.partial, n) from None
         return self.path
 
