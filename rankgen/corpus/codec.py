@@ -95,7 +95,8 @@ def _own_png_pixels(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | Non
             0 < s < 2**31 for s in shape):
         return None
     head = _png_header(shape)
-    if len(buf) < _IDAT_AT + 12 + len(_IEND) or bytes(buf[:_IDAT_AT]) != head or bytes(buf[_IDAT_AT + 4:_IDAT_AT + 8]) != b"IDAT":
+    if (len(buf) < _IDAT_AT + 12 + len(_IEND) or bytes(buf[:_IDAT_AT]) != head
+            or bytes(buf[_IDAT_AT + 4:_IDAT_AT + 8]) != b"IDAT"):
         return None
     size = int.from_bytes(bytes(buf[_IDAT_AT:_IDAT_AT + 4]), "big")
     end = _IDAT_AT + 8 + size

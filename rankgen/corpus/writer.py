@@ -402,7 +402,9 @@ class CorpusWriter:
             data = self._dataset(f"{group}/{S.DATA}")
             # From the end of the committed items, not of the dataset: a commit interrupted after its
             # resize left bytes there that no item points to, and a retry overwrites them.
-            start = int(self._dataset(f"{group}/{S.OFFSET}")[n0 - 1]) + int(self._dataset(f"{group}/{S.SIZE}")[n0 - 1]) if n0 else 0
+            start = 0
+            if n0:
+                start = int(self._dataset(f"{group}/{S.OFFSET}")[n0 - 1]) + int(self._dataset(f"{group}/{S.SIZE}")[n0 - 1])
             sizes = np.array([len(e.data) for e in items], dtype=np.int64)
             data.resize((start + int(sizes.sum()),))
             self._write_bytes(data, start, items)
