@@ -194,8 +194,9 @@ class Corpus:
         """Item `index` of ragged array `name`, checked against the CRC written with it."""
         index = self._index(index)
         where = f"item {index} of ragged/{name}"
-        # Each item's shape, offset and size come from arrays read whole once: looking each up in
-        # HDF5 took a third of a read once PNGs decoded fast.
+        # Each item's shape, offset and size come from arrays read whole once: three HDF5 lookups per
+        # item cost more than decoding once PNGs decoded fast (benchmarks/distort_throughput.py's
+        # reading figures, docs/benchmarks.md).
         shape = tuple(int(s) for s in self._part(name, S.SHAPE)[index])
         start = int(self._part(name, S.OFFSET)[index])
         data = self._dataset(name)

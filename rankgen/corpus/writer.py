@@ -384,8 +384,8 @@ class CorpusWriter:
             raise
 
     def _dataset(self, path: str) -> h5py.Dataset:
-        # Looked up once per run: h5py's path lookups were a fifth of the writing process's time in
-        # `crops`, which commits every 2 sources.
+        # Looked up once per run: h5py's path lookups were a large share of the writing process's
+        # time in `crops`, which commits every 2 sources (py-spy).
         if path not in self._datasets:
             self._datasets[path] = self._file[path]
         return self._datasets[path]
