@@ -195,8 +195,8 @@ class Corpus:
         index = self._index(index)
         where = f"item {index} of ragged/{name}"
         # Each item's shape, offset and size come from arrays read whole once: three HDF5 lookups per
-        # item cost more than decoding once PNGs decoded fast (benchmarks/distort_throughput.py's
-        # reading figures, docs/benchmarks.md).
+        # item were a fifth of reading a PNG item and most of reading a raw one (docs/benchmarks.md,
+        # "Writing": reading 355-361 -> 460 and 1289-1341 -> 6346 images/s).
         shape = tuple(int(s) for s in self._part(name, S.SHAPE)[index])
         start = int(self._part(name, S.OFFSET)[index])
         data = self._dataset(name)
