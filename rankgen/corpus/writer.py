@@ -75,8 +75,8 @@ def _held_elsewhere(exc: OSError) -> bool:
 
 
 def _disk_full(exc: Exception, path: Path) -> bool:
-    # HDF5 reports a failed write without errno, so look at the disk as well.
-    if getattr(exc, "errno", None) == errno.ENOSPC:
+    # h5py raises a failed flush as a RuntimeError, with the errno only in HDF5's text; look at the disk as well.
+    if getattr(exc, "errno", None) == errno.ENOSPC or os.strerror(errno.ENOSPC) in str(exc):
         return True
     try:
         return shutil.disk_usage(path.parent).free < 16 << 20
@@ -90,7 +90,21 @@ def _disk_error(exc: Exception, path: Path, n_done: int) -> RankgenError:
             f"disk full while writing {path}. {n_done} items are committed in {path}; "
             "free some space and re-run the same command to resume from there."
         )
-    return RankgenError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}. Re-run the same command to resume.")
+    why = " ".join(str(getattr(exc, "strerror", None) or exc).split())  # HDF5's texts span lines
+    return RankgenError(f"cannot write {path}: {why}. Re-run the same command to resume.")
+
+
+# HDF5 can neither flush nor close a file after a write to it failed, and closing it (at the latest
+# when Python exits) crashed the interpreter (h5py#914): such a file's objects are held open until
+# the process exits, and the process does not open that path again.
+_UNCLOSABLE: set[Path] = set()
+
+
+def _hold_open(f: h5py.File, path: Path) -> None:
+    if f.id.valid:
+        for id_ in h5py.h5f.get_obj_ids(f.id, h5py.h5f.OBJ_ALL):
+            h5py.h5i.inc_ref(id_)
+    _UNCLOSABLE.add(path.resolve())
 
 
 # Free space kept beyond a commit's own bytes: HDF5 allocates whole chunks and metadata as it goes.
@@ -206,6 +220,9 @@ class CorpusWriter:
             raise RankgenError(f"output folder {self.path.parent} does not exist; create it or choose another -o path")
         if not os.access(self.path.parent, os.W_OK):
             raise RankgenError(f"output folder {self.path.parent} is not writable; choose another -o path")
+        if self.partial.resolve() in _UNCLOSABLE:
+            raise RankgenError(f"writing {self.partial} failed earlier in this process, and HDF5 cannot reopen it "
+                               "here; re-run the same command in a new process to resume")
         self._lock = self._acquire_lock()
         try:
             self._file = self._open_partial(overwrite) or self._create(attrs)
@@ -375,6 +392,7 @@ class CorpusWriter:
                 self._write(f, rows, n0, n1, progress)
         # h5py reports a write the disk refused at the flush, as a RuntimeError.
         except (OSError, RuntimeError) as exc:
+            _hold_open(f, self.partial)
             raise _disk_error(exc, self.partial, n0) from None
         except BaseException:
             # A Ctrl-C mid-write: these rows are not committed, so they stay for the commit that the
@@ -488,6 +506,7 @@ class CorpusWriter:
             _fsync_path(self.path.parent)
             self._release_lock()
         except (OSError, RuntimeError) as exc:  # RuntimeError: h5py's, as in commit
+            _hold_open(f, self.partial)
             raise _disk_error(exc, self.partial, n) from None
         return self.path
 
@@ -513,10 +532,8 @@ class CorpusWriter:
         """
         self._buffer = []
         try:
-            if self._file.id.valid:
+            if self._file.id.valid and self.partial.resolve() not in _UNCLOSABLE:
                 self._file.close()
-        except (OSError, RuntimeError):
-            pass  # a write already failed (and was reported); what was committed before it is on disk
         finally:
             self._release_lock()
 
