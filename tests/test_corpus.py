@@ -211,6 +211,20 @@ def test_a_commit_the_disk_refuses_is_one_line_and_keeps_what_was_committed(tmp_
         assert w.n_done == 4
 
 
+def test_a_close_that_fails_is_not_an_error_of_its_own(tmp_path, monkeypatch):
+    """HDF5 flushes on close: a close that fails (a disk filled since the last commit) leaves the file as a
+    failed write does; it must not replace the error the run is stopping for, nor crash at exit."""
+    path = tmp_path / "c.h5"
+    w = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    w.append(rows(0, 4))
+    w.commit()
+    monkeypatch.setattr(h5py.File, "close", _refused_write)
+    w.close()
+    monkeypatch.undo()
+    with pytest.raises(RankgenError, match="failed earlier in this process"):
+        CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+
+
 def test_garbage_partial_is_replaced(tmp_path):
     path = tmp_path / "c.h5"
     (tmp_path / "c.h5.partial").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)

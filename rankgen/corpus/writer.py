@@ -101,9 +101,10 @@ _UNCLOSABLE: set[Path] = set()
 
 
 def _hold_open(f: h5py.File, path: Path) -> None:
-    if f.id.valid:
-        for id_ in h5py.h5f.get_obj_ids(f.id, h5py.h5f.OBJ_ALL):
-            h5py.h5i.inc_ref(id_)
+    if not f.id.valid:
+        return  # closed before the failure (finish's fsync or rename): nothing of it is left open
+    for id_ in h5py.h5f.get_obj_ids(f.id, h5py.h5f.OBJ_ALL):
+        h5py.h5i.inc_ref(id_)
     _UNCLOSABLE.add(path.resolve())
 
 
@@ -534,6 +535,8 @@ class CorpusWriter:
         try:
             if self._file.id.valid and self.partial.resolve() not in _UNCLOSABLE:
                 self._file.close()
+        except (OSError, RuntimeError):
+            _hold_open(self._file, self.partial)  # the close's own flush failed: as after a failed write
         finally:
             self._release_lock()
 
