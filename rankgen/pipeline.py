@@ -31,7 +31,7 @@ import cv2
 from tqdm import tqdm
 
 from .corpus import schema as S
-from .corpus.writer import CorpusWriter, encode_rows
+from .corpus.writer import CorpusWriter, encode_rows, held_interrupts
 from .errors import RankgenError
 from .locking import die_with_parent
 
@@ -446,13 +446,14 @@ def run_jobs(
                 continue
             # A source goes in whole or not at all: a part that could not read it drops the others' rows
             # (a read can fail once and not again), and its reason is listed once.
-            if reason is None:
-                writer.append(rows)
-            else:
-                skipped.append(reason)
-            notes.extend(source_notes)
+            with held_interrupts():  # rows in the writer but not in `done` would be made twice on resume
+                if reason is None:
+                    writer.append(rows)
+                else:
+                    skipped.append(reason)
+                notes.extend(source_notes)
+                done = i + 1
             rows, reason, source_notes = [], None, []
-            done = i + 1
             since_commit += 1
             bar.update(1)
             if (since_commit >= commit_every or writer.buffered_bytes > commit_bytes

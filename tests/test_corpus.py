@@ -178,12 +178,17 @@ def _refused_write(*args):
     raise RuntimeError("Can't write data (file write failed)")
 
 
-@pytest.mark.parametrize("refusal", ["free space check", "h5py write"])
+def _no_blocks(*args):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("refusal", ["free space check", "reservation", "h5py write"])
 def test_a_commit_the_disk_refuses_is_one_line_and_keeps_what_was_committed(tmp_path, monkeypatch, refusal):
-    """Refused before writing when the free space is short; where it is not (no fallocate, another
-    process filling the disk), h5py reports the refused write at the flush, as a RuntimeError. HDF5
-    cannot close or reopen a file after a failed write (closing it crashed at exit), so this process
-    then leaves the partial alone: a new one resumes it (test_crash_torture.py, on a real full disk)."""
+    """Refused before writing when the free space is short, or when the disk refuses to reserve the
+    commit's blocks; where it cannot (no fallocate), h5py reports the refused write at the flush, as a
+    RuntimeError. HDF5 cannot close or reopen a file after a failed write (closing it crashed at exit),
+    so this process then leaves the partial alone: a new one resumes it (test_crash_torture.py, on a
+    real full disk). A refused reservation wrote nothing, so the same process resumes."""
     import shutil
     from collections import namedtuple
 
@@ -195,6 +200,11 @@ def test_a_commit_the_disk_refuses_is_one_line_and_keeps_what_was_committed(tmp_
         usage = namedtuple("usage", "total used free")
         monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(1 << 30, 1 << 30, 1 << 20))
         message = r"disk full: 1 MB free .* 4 items are committed"
+    elif refusal == "reservation":  # another process filled the disk after the check: nothing written
+        from rankgen.corpus import writer
+
+        monkeypatch.setattr(writer, "_fallocate", _no_blocks)
+        message = r"disk full while writing .*c\.h5\.partial\. 4 items are committed"
     else:
         monkeypatch.setattr(CorpusWriter, "_write_bytes", _refused_write)
         message = r"cannot write .*c\.h5\.partial: Can't write data .*Re-run the same command"

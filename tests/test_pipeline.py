@@ -308,3 +308,67 @@ def test_ctrl_c_during_a_commit_loses_no_rows_and_the_resume_is_byte_identical(t
     monkeypatch.undo()
     assert corpus(tmp_path / "cut.h5") == expected
     assert Corpus(tmp_path / "cut.h5").column("ref").tolist() == list(range(6))
+
+
+def _ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)  # a real signal, handled where Python next checks for one
+
+
+@pytest.mark.parametrize("where", ["before a commit writes", "between an append and its bookkeeping"])
+def test_a_ctrl_c_at_any_point_loses_no_source_and_repeats_none(tmp_path, monkeypatch, where):
+    """A SIGINT that landed before a commit detached its rows lost them (their jobs recorded as done),
+    and one between a source's append and `done` made it twice on resume."""
+    kw = dict(columns={"ref": "int64"}, ragged={"image": ("uint8", 2)}, attrs={}, fingerprint="f")
+    path = tmp_path / "c.h5"
+    if where == "before a commit writes":
+        real_space, calls = CorpusWriter._ensure_space, [0]
+
+        def interrupted(self, *args):
+            real_space(self, *args)
+            calls[0] += 1
+            if calls[0] == 2:
+                _ctrl_c()
+
+        monkeypatch.setattr(CorpusWriter, "_ensure_space", interrupted)
+    else:
+        real_append = CorpusWriter.append
+
+        def interrupted(self, rows):
+            real_append(self, rows)
+            if rows[0]["ref"] == 5:
+                _ctrl_c()
+
+        monkeypatch.setattr(CorpusWriter, "append", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with CorpusWriter(path, "distort", **kw) as w:
+            run_jobs(list(range(12)), one_row, w, workers=1, commit_every=2, progress=False)
+    monkeypatch.undo()
+    with CorpusWriter(path, "distort", **kw) as w:
+        run_jobs(list(range(12)), one_row, w, workers=1, commit_every=2, progress=False)
+        w.finish(tables={S.GROUPS: np.arange(12).reshape(1, -1), "ref_id": np.array(["r"], dtype=object)})
+    assert Corpus(path).column("ref").tolist() == list(range(12))
+
+
+def test_a_ctrl_c_between_the_count_and_the_progress_records_both(tmp_path, monkeypatch):
+    """commit(progress=...) records the progress in the same step as the count: a writer closed after
+    a Ctrl-C between the two attributes kept the new count with the old progress."""
+    import h5py
+
+    kw = dict(columns={"ref": "int64"}, ragged={"image": ("uint8", 2)}, attrs={}, fingerprint="f")
+    path = tmp_path / "c.h5"
+    real = h5py.AttributeManager.__setitem__
+
+    def interrupted(self, name, value):
+        real(self, name, value)
+        if name == S.ATTR_COMMITTED and value == 2:
+            _ctrl_c()
+
+    w = CorpusWriter(path, "distort", **kw)
+    w.append(one_row(0).rows + one_row(1).rows)
+    monkeypatch.setattr(h5py.AttributeManager, "__setitem__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        w.commit(progress={S.ATTR_JOBS_DONE: 2})
+    monkeypatch.undo()
+    w.close()
+    with h5py.File(path.with_name(path.name + S.PARTIAL_SUFFIX), "r") as f:
+        assert (int(f.attrs[S.ATTR_COMMITTED]), int(f.attrs.get(S.ATTR_JOBS_DONE, 0))) == (2, 2)

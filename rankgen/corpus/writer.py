@@ -17,8 +17,10 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import sys
+import threading
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -132,21 +134,48 @@ def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
 
 
 @contextlib.contextmanager
+def held_interrupts():
+    """A Ctrl-C that lands inside the block is raised as it ends: steps that belong together (rows
+    and the bookkeeping that records them) then happen all or not at all. Python runs signal handlers
+    in the main thread only, so elsewhere there is nothing to hold."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    frames = []
+    signal.signal(signal.SIGINT, lambda signum, frame: frames.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if frames:
+            previous(signal.SIGINT, frames[0])
+
+
+class _NotReserved(OSError):
+    """The file system refused to reserve the blocks (a full disk): nothing was written."""
+
+
+@contextlib.contextmanager
 def _reserved(path: Path, nbytes: int):
     """Disk blocks for the next `nbytes` past the end of `path`, held while the body writes and
     released after (the file's size is left to HDF5). The free-space check alone races with other
     processes filling the disk, and HDF5 failing mid-flush leaves a partial it cannot open (committed
     items lost) and h5py objects that crash the interpreter; a write into reserved blocks cannot fail
     for want of space. ENOSPC here means the disk is full; file systems without fallocate rely on the check."""
-    fd = os.open(path, os.O_WRONLY)
-    held = False
+    fd, held = None, False
     try:
-        held = _fallocate(fd, _FALLOC_FL_KEEP_SIZE, os.fstat(fd).st_size, nbytes)
+        try:
+            fd = os.open(path, os.O_WRONLY)
+            held = _fallocate(fd, _FALLOC_FL_KEEP_SIZE, os.fstat(fd).st_size, nbytes)
+        except OSError as exc:
+            raise _NotReserved(exc.errno, exc.strerror) from None
         yield
     finally:
         if held:
             _fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, os.fstat(fd).st_size, nbytes)
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
 
 
 NOT_REGULAR = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
@@ -380,8 +409,7 @@ class CorpusWriter:
         progress: attributes recorded in the same step as the row count (e.g. jobs done), so a
         resume never sees rows without the bookkeeping that produced them.
         """
-        rows, self._buffer = self._buffer, []
-        f = self._file
+        rows, f = self._buffer, self._file
         n0 = int(f.attrs[S.ATTR_COMMITTED])
         n1 = n0 + len(rows)
         needed = (sum(len(row[name].data) for row in rows for name in self.ragged)
@@ -389,8 +417,11 @@ class CorpusWriter:
         if rows:
             self._ensure_space(needed, len(rows), n0)
         try:
+            self._buffer = []  # here, not above: a Ctrl-C before this line leaves the rows buffered
             with _reserved(self.partial, needed + DISK_HEADROOM):
                 self._write(f, rows, n0, n1, progress)
+        except _NotReserved as exc:
+            raise _disk_error(exc, self.partial, n0) from None
         # h5py reports a write the disk refused at the flush, as a RuntimeError.
         except (OSError, RuntimeError) as exc:
             _hold_open(f, self.partial)
@@ -398,7 +429,7 @@ class CorpusWriter:
         except BaseException:
             # A Ctrl-C mid-write: these rows are not committed, so they stay for the commit that the
             # interrupted run makes on its way out, which would otherwise record their jobs as done.
-            if int(f.attrs[S.ATTR_COMMITTED]) == n0:
+            if self._buffer is not rows and int(f.attrs[S.ATTR_COMMITTED]) == n0:
                 self._buffer[:0] = rows
             raise
 
@@ -437,9 +468,10 @@ class CorpusWriter:
             ds.resize((n1, ndim))
             ds[n0:n1] = np.array([e.shape for e in items], dtype=np.int32).reshape(-1, ndim)
         f.flush()
-        f.attrs[S.ATTR_COMMITTED] = n1
-        for key, value in dict(progress).items():
-            f.attrs[key] = value
+        with held_interrupts():  # the count without its progress would redo or skip jobs on resume
+            f.attrs[S.ATTR_COMMITTED] = n1
+            for key, value in dict(progress).items():
+                f.attrs[key] = value
         f.flush()
 
     def _write_bytes(self, data: h5py.Dataset, start: int, items: list[Encoded]) -> None:
@@ -506,6 +538,8 @@ class CorpusWriter:
             os.replace(self.partial, self.path)
             _fsync_path(self.path.parent)
             self._release_lock()
+        except _NotReserved as exc:
+            raise _disk_error(exc, self.partial, n) from None
         except (OSError, RuntimeError) as exc:  # RuntimeError: h5py's, as in commit
             _hold_open(f, self.partial)
             raise _disk_error(exc, self.partial, n) from None
