@@ -343,6 +343,38 @@ def test_reader_survives_fork(tmp_path):
     np.testing.assert_array_equal(c.image(5), expected[5]["image"])
 
 
+@pytest.mark.parametrize("reopened_in", ["a forked worker", "a spawned worker", "this process"])
+def test_a_file_replaced_after_opening_is_refused_not_mixed(tmp_path, reopened_in):
+    """The caches describe the file first opened: a worker (or a reopen here) that met a file replaced
+    at the same path (a re-run with --overwrite) paired the old labels with the new pixels."""
+    import pickle
+
+    path = tmp_path / "c.h5"
+    write(path)
+    c = Corpus(path)
+    assert c.column("name")[0] == "item0"
+    c.close()
+    w = CorpusWriter(tmp_path / "new.h5", "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
+    with w:
+        w.append(rows(100, 20))
+        w.finish(tables={S.GROUPS: np.arange(20).reshape(-1, 4), "ref_id": np.array(["r"] * 20, dtype=object)})
+    os.replace(tmp_path / "new.h5", path)
+    if reopened_in == "a forked worker":
+        pid = os.fork()
+        if pid == 0:
+            try:
+                c.image(0)
+            except RankgenError as exc:
+                os._exit(0 if "changed after it was opened" in str(exc) else 1)
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        return
+    reader = pickle.loads(pickle.dumps(c)) if reopened_in == "a spawned worker" else c
+    with pytest.raises(RankgenError, match="c.h5 changed after it was opened .*open it again"):
+        reader.image(0)
+
+
 def test_read_only_folder_is_refused_clearly(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()

@@ -37,12 +37,13 @@ def write_schema1(path, kind, columns: dict, ragged: dict, tables: dict, attrs: 
                                  dtype=dtype, maxshape=(None,), chunks=(4096,), track_times=False)
         for name, arrays in ragged.items():
             g = f.create_group(f"{S.RAGGED}/{name}")
-            flat = np.concatenate([a.ravel() for a in arrays])
+            flat = np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0, np.float32)
             g.create_dataset(S.DATA, data=flat, maxshape=(None,), chunks=(max(1024, (1 << 18) // flat.itemsize),),
                              compression="lzf", track_times=False)
-            sizes = np.array([a.size for a in arrays])
-            g.create_dataset(S.OFFSET, data=np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64))
-            g.create_dataset(S.SHAPE, data=np.array([a.shape for a in arrays], dtype=np.int32))
+            sizes = np.array([a.size for a in arrays], dtype=np.int64)
+            g.create_dataset(S.OFFSET, data=np.cumsum(sizes) - sizes)
+            ndim = arrays[0].ndim if arrays else 2
+            g.create_dataset(S.SHAPE, data=np.array([a.shape for a in arrays], dtype=np.int32).reshape(-1, ndim))
             g.create_dataset(S.CRC, data=np.array([crc32(a) for a in arrays], dtype=np.uint32))
         t = f.create_group(S.TABLES)
         for name, value in tables.items():
@@ -91,6 +92,15 @@ def test_schema1_float_arrays_read(tmp_path):
     c = Corpus(path, kind="density")
     for i, m in enumerate(maps):
         np.testing.assert_array_equal(c.ragged("density", i), m)
+    assert check(path) == []
+
+
+def test_an_empty_schema1_corpus_reads_as_empty_not_damaged(tmp_path):
+    """Every source skipped leaves a finished corpus of no items; the layout check once read the last
+    item's shape of such a schema 1 file, and called it damaged."""
+    path = tmp_path / "empty1.h5"
+    write_schema1(path, "density", {"count": np.zeros(0)}, {"density": []}, {}, {})
+    assert len(Corpus(path, kind="density")) == 0
     assert check(path) == []
 
 

@@ -55,7 +55,7 @@ def structure_problem(f: h5py.File, path: Path) -> str | None:
             return f"{key} has {ds.shape[0]} rows for {n} items"
     for name, g in f[S.RAGGED].items():
         # Schema 1 offsets count values (item i has prod(shape) of them); schema 2 counts bytes.
-        size = int(np.prod(g[S.SHAPE][n - 1])) if version == 1 else int(g[S.SIZE][n - 1]) if n else 0
+        size = 0 if n == 0 else int(np.prod(g[S.SHAPE][n - 1])) if version == 1 else int(g[S.SIZE][n - 1])
         end = int(g[S.OFFSET][n - 1]) + size if n else 0
         if end != g[S.DATA].shape[0]:
             return f"ragged/{name}/data has {g[S.DATA].shape[0]} values where offsets and sizes need {end}"
@@ -75,12 +75,14 @@ def verified(path, name: str, index: int, item: np.ndarray, stored: int) -> np.n
 
 
 class Corpus:
-    """Read a finished rankgen corpus. Safe to pickle into DataLoader workers."""
+    """Read a finished rankgen corpus. Safe to pickle into DataLoader workers, which refuse a file
+    replaced at its path since it was opened here."""
 
     def __init__(self, path: str | os.PathLike, kind: str | tuple[str, ...] | None = None):
         self.path = Path(path)
         self._file: h5py.File | None = None
         self._pid: int | None = None
+        self._identity: tuple[int, ...] | None = None  # of the file first opened, which the caches describe
         self._cache: dict[str, object] = {}  # columns, tables, ragged parts, encodings and attrs, read once
         self._data: dict[str, h5py.Dataset] = {}  # ragged/<name>/data of this process's handle
         self._references: dict[int, np.ndarray] = {}
@@ -128,7 +130,20 @@ class Corpus:
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
             self._data = {}
+            self._check_identity()
         return self._file
+
+    def _check_identity(self) -> None:
+        """The caches (and a parent's, in a worker) describe the file first opened: a file replaced at
+        this path since (a re-run with --overwrite) once paired its new pixels with the old labels."""
+        st = os.fstat(self._file.id.get_vfd_handle())
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._identity is None:
+            self._identity = identity
+        elif identity != self._identity:
+            self.close()
+            raise RankgenError(f"{self.path} changed after it was opened (replaced by a re-run?); open it again "
+                               "(a new Corpus, or a new DataLoader) to read the new file")
 
     def __getstate__(self):
         state = dict(self.__dict__)
