@@ -587,6 +587,24 @@ def test_an_idat_that_inflates_past_the_image_is_left_to_opencv():
     assert _own_png_pixels(np.frombuffer(data, np.uint8), array.shape) is None
 
 
+def test_a_zlib_window_over_32k_is_left_to_libpng():
+    """ISA-L inflates a stream whose header claims a 64 KB window; libpng refuses it, so must the shortcut."""
+    import zlib
+
+    from rankgen.corpus.codec import _IDAT_AT, _own_png_pixels, png_bytes
+
+    array = (np.arange(8 * 9 * 3) % 251).astype(np.uint8).reshape(8, 9, 3)
+    data = bytearray(png_bytes(array))
+    size = int.from_bytes(data[_IDAT_AT:_IDAT_AT + 4], "big")
+    assert data[_IDAT_AT + 8] >> 4 <= 7
+    flags = data[_IDAT_AT + 9] & 0xE0  # FLEVEL and FDICT kept, FCHECK made right for the new first byte
+    data[_IDAT_AT + 8:_IDAT_AT + 10] = bytes([0x88, flags | (31 - (0x88 * 256 + flags) % 31) % 31])  # CINFO 8
+    crc = zlib.crc32(bytes(data[_IDAT_AT + 4:_IDAT_AT + 8 + size]))
+    data[_IDAT_AT + 8 + size:_IDAT_AT + 12 + size] = crc.to_bytes(4, "big")
+    assert (data[_IDAT_AT + 8] * 256 + data[_IDAT_AT + 9]) % 31 == 0
+    assert _own_png_pixels(np.frombuffer(bytes(data), np.uint8), array.shape) is None
+
+
 @pytest.mark.parametrize("value", [-9, 0])
 def test_a_damaged_shape_is_a_damaged_item_not_a_crash(tmp_path, value):
     from rankgen.corpus.check import check
@@ -600,7 +618,8 @@ def test_a_damaged_shape_is_a_damaged_item_not_a_crash(tmp_path, value):
     assert any(p.startswith("ragged/image: 1 items cannot be decoded") for p in check(path))
 
 
-@pytest.mark.parametrize("damage", ["idat byte", "idat crc", "adler", "truncated", "other shape"])
+@pytest.mark.parametrize("damage", ["idat byte", "idat crc", "adler", "truncated", "other shape", "empty",
+                                    "sides too large"])
 def test_a_damaged_own_png_is_an_error_not_other_pixels(damage):
     """The shortcut's checks each send a damaged PNG to OpenCV, whose refusal is the one error."""
     import zlib
@@ -621,6 +640,13 @@ def test_a_damaged_own_png_is_an_error_not_other_pixels(damage):
         data[_IDAT_AT + 8 + size:_IDAT_AT + 12 + size] = crc.to_bytes(4, "big")
     elif damage == "truncated":
         data = data[:-20]
+    elif damage == "empty":  # a size of 0 in the index (OpenCV raised its own error, a traceback)
+        data = b""
+    elif damage == "sides too large":  # as the header says: more bytes than any buffer holds
+        from rankgen.corpus.codec import _png_header
+
+        shape = (2**31 - 1, 2**31 - 1, 4)
+        data = _png_header(shape) + bytes(data[_IDAT_AT:])
     else:
         shape = (30, 40, 3)
     with pytest.raises(ValueError, match="does not decode"):

@@ -105,13 +105,16 @@ def _own_png_pixels(buf: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | Non
     data = buf[_IDAT_AT + 8:end]
     if isal_zlib.crc32(data, isal_zlib.crc32(b"IDAT")) != int.from_bytes(bytes(buf[end:end + 4]), "big"):
         return None
+    # A zlib stream's window is at most 32 KB (CINFO 7): libpng refuses a larger one, which ISA-L inflates.
+    if size < 2 or int(data[0]) >> 4 > 7:
+        return None
     h = shape[0]
     row = int(np.prod(shape[1:]))
     stream = isal_zlib.decompressobj()
     try:
         # One byte more than the image may inflate to: a stream that would expand further stops there.
         filtered = np.frombuffer(stream.decompress(data, h * (1 + row) + 1), np.uint8)
-    except isal_zlib.error:
+    except (isal_zlib.error, OverflowError):  # OverflowError: sides whose product no buffer can hold
         return None
     if not stream.eof or filtered.size != h * (1 + row):
         return None
@@ -156,7 +159,10 @@ def decode(buf: np.ndarray, shape: tuple[int, ...], dtype, encoding: str) -> np.
         own = _own_png_pixels(buf, shape)
         if own is not None:
             return own
-        pixels = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        try:
+            pixels = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        except cv2.error:  # an empty buffer, for one: the same error as any other undecodable item
+            pixels = None
         channels = shape[2] if len(shape) == 3 else 0
         if pixels is None or pixels.shape[:2] != tuple(shape[:2]) or (pixels.shape[2:3] or (1,))[0] != max(channels, 1):
             raise ValueError(f"PNG data does not decode to shape {tuple(shape)}")
