@@ -27,14 +27,23 @@ class LockHeld(Exception):
 def exclusive_lock(path: Path) -> IO:
     """The open, locked file at `path` (keep it open to keep the lock); LockHeld(pid) if another
     process holds it; OSError if the file cannot be created."""
-    handle = open(path, "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "?"
+    while True:
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "?"
+            handle.close()
+            raise LockHeld(owner) from None
+        # A holder unlinks the file as it lets go: a file opened before that and locked after it is no
+        # longer at `path`, and its lock guards nothing (a third process may lock a new file there).
+        try:
+            if os.path.samestat(os.fstat(handle.fileno()), os.stat(path)):
+                break
+        except FileNotFoundError:
+            pass
         handle.close()
-        raise LockHeld(owner) from None
     handle.seek(0)
     handle.truncate()
     handle.write(str(os.getpid()))

@@ -428,6 +428,28 @@ def test_full_disk_keeps_committed_rows_and_says_so(tmp_path):
     assert len(Corpus(path)) == 8
 
 
+def test_a_lock_on_a_file_its_holder_unlinked_is_taken_again_on_the_file_at_the_path(tmp_path, monkeypatch):
+    """The holder unlinks the lock file as it lets go: a process that opened it just before and locked it
+    just after held a lock on a file no longer at the path, while a third could lock a new file there."""
+    from rankgen import locking
+
+    path = tmp_path / "c.h5.lock"
+    path.write_text("1")
+    stale = open(path, "a+")  # opened before the holder's unlink ...
+    path.unlink()  # ... which happens before this process's flock
+    opened = []
+
+    def racing_open(name, mode):
+        opened.append(name)
+        return stale if len(opened) == 1 else open(name, mode)
+
+    monkeypatch.setattr(locking, "open", racing_open, raising=False)
+    handle = locking.exclusive_lock(path)
+    assert len(opened) == 2 and os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    assert stale.closed
+    handle.close()
+
+
 def test_second_writer_of_the_same_path_is_refused(tmp_path):
     path = tmp_path / "c.h5"
     first = CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
