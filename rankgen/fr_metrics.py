@@ -81,8 +81,11 @@ def score_corpus(corpus: Corpus, score: str, *, workers: int = 1, progress: bool
         groups.append(_Group(str(corpus.path), base[0], tuple(items), score))
     out = np.empty(len(level), dtype=np.float64)
     results = ordered_map(_score_group, groups, workers)
-    with tqdm(total=len(level), desc=f"score {score}", unit="img", disable=not progress, dynamic_ncols=True) as bar:
-        for group, values in zip(groups, results):
-            out[list(group.members)] = values
-            bar.update(len(values))
+    try:
+        with tqdm(total=len(level), desc=f"score {score}", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+            for group, values in zip(groups, results):
+                out[list(group.members)] = values
+                bar.update(len(values))
+    finally:
+        open_corpus.cache_clear()  # a handle kept open would read an old file once this path is rewritten
     return out

@@ -24,10 +24,20 @@ class LockHeld(Exception):
         self.owner = owner
 
 
+_ATTEMPTS = 10
+
+
+def _still_at(path: Path, handle: IO) -> bool:
+    try:
+        return os.path.samestat(os.fstat(handle.fileno()), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
 def exclusive_lock(path: Path) -> IO:
     """The open, locked file at `path` (keep it open to keep the lock); LockHeld(pid) if another
     process holds it; OSError if the file cannot be created."""
-    while True:
+    for attempt in range(_ATTEMPTS):
         handle = open(path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -38,11 +48,9 @@ def exclusive_lock(path: Path) -> IO:
             raise LockHeld(owner) from None
         # A holder unlinks the file as it lets go: a file opened before that and locked after it is no
         # longer at `path`, and its lock guards nothing (a third process may lock a new file there).
-        try:
-            if os.path.samestat(os.fstat(handle.fileno()), os.stat(path)):
-                break
-        except FileNotFoundError:
-            pass
+        # The last try keeps its lock, so a file system whose stat never matches fstat cannot loop.
+        if _still_at(path, handle) or attempt + 1 == _ATTEMPTS:
+            break
         handle.close()
     handle.seek(0)
     handle.truncate()

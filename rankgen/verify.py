@@ -72,7 +72,10 @@ def score_series(corpus: Corpus, *, workers: int = 1) -> SeriesScores:
     names = distortion[groups[:, 1]] if groups.shape[0] else np.array([], dtype=str)
     metric_names = np.array([metric_of(str(n)) for n in names], dtype=object)
     jobs = [(str(corpus.path), tuple(int(i) for i in row), str(m)) for row, m in zip(groups, metric_names)]
-    results = list(ordered_map(_score_series, jobs, workers))
+    try:
+        results = list(ordered_map(_score_series, jobs, workers))
+    finally:
+        open_corpus.cache_clear()  # a handle kept open would read an old file once this path is rewritten
     table = np.array(results, dtype=np.float64).reshape(len(jobs), groups.shape[1], 3)
     scores = {name: table[:, :, k] for k, name in enumerate(MEASURES)}
     return SeriesScores(names.astype(str), metric_names.astype(str), scores)

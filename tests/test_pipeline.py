@@ -372,3 +372,27 @@ def test_a_ctrl_c_between_the_count_and_the_progress_records_both(tmp_path, monk
     w.close()
     with h5py.File(path.with_name(path.name + S.PARTIAL_SUFFIX), "r") as f:
         assert (int(f.attrs[S.ATTR_COMMITTED]), int(f.attrs.get(S.ATTR_JOBS_DONE, 0))) == (2, 2)
+
+
+def test_a_write_that_fails_while_a_ctrl_c_is_held_still_leaves_the_file_unclosed(tmp_path, monkeypatch):
+    """held_interrupts raises the held Ctrl-C as its block ends, in place of the failure inside it: the
+    failed write must still keep HDF5 from closing the file (h5py#914), as it does without a Ctrl-C."""
+    import h5py
+
+    kw = dict(columns={"ref": "int64"}, ragged={"image": ("uint8", 2)}, attrs={}, fingerprint="f")
+    path = tmp_path / "c.h5"
+
+    def fails(self, name, value):
+        if name == S.ATTR_COMMITTED:
+            _ctrl_c()
+            raise RuntimeError("Unable to synchronously flush file (file write failed)")
+
+    w = CorpusWriter(path, "distort", **kw)
+    w.append(one_row(0).rows)
+    monkeypatch.setattr(h5py.AttributeManager, "__setitem__", fails)
+    with pytest.raises(KeyboardInterrupt):
+        w.commit()
+    monkeypatch.undo()
+    w.close()
+    with pytest.raises(RankgenError, match="failed earlier in this process"):
+        CorpusWriter(path, "distort", **kw)

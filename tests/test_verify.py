@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 import pytest
@@ -134,3 +136,18 @@ def test_verify_refuses_other_kinds(tmp_path):
 
 def test_recipe_tables_load():
     assert len(load_recipe("tid2013-full").names) == 26
+
+
+def test_scoring_a_path_again_after_it_is_rewritten_reads_the_new_file(tmp_path):
+    """The workers' per-process Corpus cache kept a handle to the first file: a long-lived process (the
+    active-learning loop) scored the old pixels of a path rewritten since."""
+    from rankgen.corpus import open_corpus
+    from rankgen.fr_metrics import score_corpus
+
+    path = _write(tmp_path / "c.h5", [7, 3, 15])
+    assert score_series(Corpus(path)).violations().tolist() == [True, True]
+    psnr = score_corpus(Corpus(path), "psnr", progress=False)
+    assert open_corpus.cache_info().currsize == 0
+    os.replace(_write(tmp_path / "new.h5", [3, 7, 15]), path)
+    assert score_series(Corpus(path)).violations().tolist() == [False, True]
+    assert not np.array_equal(score_corpus(Corpus(path), "psnr", progress=False), psnr)

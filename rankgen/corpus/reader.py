@@ -82,7 +82,7 @@ class Corpus:
         self.path = Path(path)
         self._file: h5py.File | None = None
         self._pid: int | None = None
-        self._identity: tuple[int, ...] | None = None  # of the file first opened, which the caches describe
+        self._identity: tuple[str, ...] | None = None  # of the file first opened, which the caches describe
         self._cache: dict[str, object] = {}  # columns, tables, ragged parts, encodings and attrs, read once
         self._data: dict[str, h5py.Dataset] = {}  # ragged/<name>/data of this process's handle
         self._references: dict[int, np.ndarray] = {}
@@ -135,9 +135,12 @@ class Corpus:
 
     def _check_identity(self) -> None:
         """The caches (and a parent's, in a worker) describe the file first opened: a file replaced at
-        this path since (a re-run with --overwrite) once paired its new pixels with the old labels."""
-        st = os.fstat(self._file.id.get_vfd_handle())
-        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        this path since (a re-run with --overwrite) once paired its new pixels with the old labels.
+        Content, not inode, decides: a re-run of the same command writes the same content to a new
+        file, and a network file system may report another device after a remount."""
+        attrs = self._file.attrs
+        identity = tuple(str(attrs.get(key)) for key in (S.ATTR_VERSION, S.ATTR_RANKGEN_VERSION, S.ATTR_FINGERPRINT,
+                                                         S.ATTR_N_ITEMS, S.ATTR_CHECKSUMS))
         if self._identity is None:
             self._identity = identity
         elif identity != self._identity:

@@ -420,16 +420,20 @@ class CorpusWriter:
             self._buffer = []  # here, not above: a Ctrl-C before this line leaves the rows buffered
             with _reserved(self.partial, needed + DISK_HEADROOM):
                 self._write(f, rows, n0, n1, progress)
-        except _NotReserved as exc:
+        except _NotReserved as exc:  # nothing written: the rows stay for a retry
+            self._buffer[:0] = rows
             raise _disk_error(exc, self.partial, n0) from None
         # h5py reports a write the disk refused at the flush, as a RuntimeError.
         except (OSError, RuntimeError) as exc:
             _hold_open(f, self.partial)
             raise _disk_error(exc, self.partial, n0) from None
-        except BaseException:
-            # A Ctrl-C mid-write: these rows are not committed, so they stay for the commit that the
-            # interrupted run makes on its way out, which would otherwise record their jobs as done.
-            if self._buffer is not rows and int(f.attrs[S.ATTR_COMMITTED]) == n0:
+        except BaseException as exc:
+            if isinstance(exc.__context__, (OSError, RuntimeError)):
+                # A write failed while a Ctrl-C was held (held_interrupts), which raised that instead.
+                _hold_open(f, self.partial)
+            elif self._buffer is not rows and int(f.attrs[S.ATTR_COMMITTED]) == n0:
+                # A Ctrl-C mid-write: these rows are not committed, so they stay for the commit that the
+                # interrupted run makes on its way out, which would otherwise record their jobs as done.
                 self._buffer[:0] = rows
             raise
 
