@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import RankgenError
 from . import schema as S
 from .reader import Corpus
-from .writer import STRING, _fsync_path, check_replaceable, dataset_digests
+from .writer import STRING, _fsync_path, check_replaceable, dataset_digests, output_lock, release_output_lock, writing
 
 
 def _content_params(c: Corpus) -> dict:
@@ -99,10 +99,32 @@ def merged_tables(shards: list[Corpus]) -> dict:
     return tables
 
 
+def _virtual_merge(partial: Path) -> bool:
+    try:
+        with h5py.File(partial, "r") as f:
+            return "virtual_sources" in f.attrs
+    except OSError:
+        return False
+
+
 def write_virtual(shards: list[Corpus], output: Path, overwrite: bool, command: str) -> Path:
     if output.exists():
         check_replaceable(output, overwrite)
     partial = output.with_name(output.name + S.PARTIAL_SUFFIX)
+    # The lock that every writer of `output` holds: without it, opening the partial for writing
+    # truncated another run's partial before HDF5's own lock refused it.
+    lock = output_lock(output)
+    try:
+        # A partial that an interrupted virtual merge left is rebuilt; another command's may hold committed items.
+        if partial.exists() and not overwrite and not _virtual_merge(partial):
+            raise RankgenError(f"{partial} is another command's unfinished output and may hold its committed items; "
+                               "re-run that command to finish it, or pass --overwrite to start over (its items are then lost)")
+        return _write_virtual(shards, output, partial, command)
+    finally:
+        release_output_lock(lock)
+
+
+def _write_virtual(shards: list[Corpus], output: Path, partial: Path, command: str) -> Path:
     files = [c.file for c in shards]
     n_total = sum(len(c) for c in shards)
 
@@ -121,7 +143,7 @@ def write_virtual(shards: list[Corpus], output: Path, overwrite: bool, command: 
             start += n
         out.create_virtual_dataset(dset_path, layout, fillvalue=None if h5py.check_string_dtype(dtype) else 0)
 
-    with h5py.File(partial, "w") as out:
+    with writing(partial, "w") as out:
         out.attrs[S.ATTR_FORMAT] = S.FORMAT
         out.attrs[S.ATTR_VERSION] = shards[0].version  # the layout of the data it points to
         out.attrs[S.ATTR_KIND] = shards[0].kind
@@ -160,7 +182,7 @@ def write_virtual(shards: list[Corpus], output: Path, overwrite: bool, command: 
         c.close()
     with h5py.File(partial, "r") as out:
         digests = dataset_digests(out)
-    with h5py.File(partial, "r+") as out:
+    with writing(partial, "r+") as out:
         out.attrs[S.ATTR_CHECKSUMS] = json.dumps(digests, sort_keys=True)
         out.attrs[S.ATTR_COMPLETE] = True
     _fsync_path(partial)

@@ -22,7 +22,7 @@ import stat
 import sys
 import threading
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import IO, Iterable, Mapping
 
 import h5py
 import numpy as np
@@ -178,6 +178,39 @@ def _reserved(path: Path, nbytes: int):
             os.close(fd)
 
 
+def output_lock(path: Path) -> IO:
+    """The lock every writer of `path` holds (its .partial included) while it writes."""
+    try:
+        return exclusive_lock(path.with_name(path.name + ".lock"))
+    except LockHeld as held:
+        raise RankgenError(f"another process (pid {held.owner}) is writing {path}; wait for it to finish "
+                           "or choose another -o") from None
+    except OSError as exc:  # /proc, /sys and the like pass an os.access check
+        raise RankgenError(f"cannot create files in {path.parent} ({exc.strerror}); choose another -o path") from None
+
+
+def release_output_lock(lock: IO | None) -> None:
+    if lock is not None and not lock.closed:
+        Path(lock.name).unlink(missing_ok=True)
+        lock.close()
+
+
+@contextlib.contextmanager
+def writing(path: Path, mode: str, n_done: int = 0):
+    """h5py.File(path, mode) for writing, closed at the end; a write it refuses is one line and leaves
+    the file held open, as in CorpusWriter.commit (closing it crashed the interpreter, h5py#914)."""
+    f = h5py.File(path, mode)
+    try:
+        yield f
+        f.close()
+    except (OSError, RuntimeError) as exc:
+        _hold_open(f, path)
+        raise _disk_error(exc, path, n_done) from None
+    except BaseException:
+        f.close()
+        raise
+
+
 NOT_REGULAR = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory"))
 
@@ -261,18 +294,10 @@ class CorpusWriter:
             raise
 
     def _acquire_lock(self):
-        try:
-            return exclusive_lock(self.path.with_name(self.path.name + ".lock"))
-        except LockHeld as held:
-            raise RankgenError(f"another process (pid {held.owner}) is writing {self.path}; wait for it to finish "
-                               "or choose another -o") from None
-        except OSError as exc:  # /proc, /sys and the like pass the os.access check above
-            raise RankgenError(f"cannot create files in {self.path.parent} ({exc.strerror}); choose another -o path") from None
+        return output_lock(self.path)
 
     def _release_lock(self) -> None:
-        if self._lock is not None and not self._lock.closed:
-            Path(self._lock.name).unlink(missing_ok=True)
-            self._lock.close()
+        release_output_lock(self._lock)
 
     # -- opening -------------------------------------------------------------------------
     def _open_partial(self, overwrite: bool) -> h5py.File | None:
