@@ -237,6 +237,25 @@ def test_a_close_that_fails_is_not_an_error_of_its_own(tmp_path, monkeypatch):
         CorpusWriter(path, "distort", columns=COLUMNS, ragged=RAGGED, attrs={}, fingerprint="f")
 
 
+def test_a_folder_sync_that_fails_after_publishing_says_the_file_is_complete(tmp_path, monkeypatch):
+    """The rename is done by then: the message once said to re-run to resume, which would start over."""
+    from rankgen.corpus import writer
+
+    real = writer._fsync_path
+
+    def folder_fails(path):
+        if path.is_dir():
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(path)
+
+    monkeypatch.setattr(writer, "_fsync_path", folder_fails)
+    path = tmp_path / "c.h5"
+    with pytest.raises(RankgenError, match=r"c\.h5 is complete, but its folder could not be synced"):
+        write(path)
+    monkeypatch.undo()
+    assert len(Corpus(path)) == 20 and not (tmp_path / "c.h5.lock").exists()
+
+
 def test_garbage_partial_is_replaced(tmp_path):
     path = tmp_path / "c.h5"
     (tmp_path / "c.h5.partial").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)

@@ -565,13 +565,19 @@ class CorpusWriter:
                 self._publish(f, tables, attrs)
             _fsync_path(self.partial)
             os.replace(self.partial, self.path)
-            _fsync_path(self.path.parent)
-            self._release_lock()
         except _NotReserved as exc:
             raise _disk_error(exc, self.partial, n) from None
         except (OSError, RuntimeError) as exc:  # RuntimeError: h5py's, as in commit
             _hold_open(f, self.partial)
             raise _disk_error(exc, self.partial, n) from None
+        try:
+            _fsync_path(self.path.parent)
+        except OSError as exc:  # published already: "re-run to resume" would start it over
+            raise RankgenError(f"{self.path} is complete, but its folder could not be synced to disk ({exc.strerror}); "
+                               f"a power cut before the system syncs it could undo the rename: `rankgen check {self.path}` "
+                               "tells") from None
+        finally:
+            self._release_lock()
         return self.path
 
     def _publish(self, f: h5py.File, tables: Mapping[str, np.ndarray], attrs: Mapping[str, object]) -> None:
