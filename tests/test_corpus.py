@@ -396,6 +396,26 @@ def test_a_file_replaced_after_opening_is_refused_not_mixed(tmp_path, reopened_i
         reader.image(0)
 
 
+def test_the_same_items_stored_with_another_compression_are_a_change(tmp_path):
+    """--compression is not in the fingerprint (the pixels are the same) but moves every offset and size."""
+    path = tmp_path / "c.h5"
+
+    def written(to, compression):
+        with CorpusWriter(to, "distort", columns=COLUMNS, ragged=RAGGED, fingerprint="f", encoding=compression,
+                          attrs={S.ATTR_COMMAND: f"rankgen distort --compression {compression}"}) as w:
+            w.append(rows(0, 20))
+            w.finish(tables={S.GROUPS: np.arange(20).reshape(-1, 4), "ref_id": np.array(["r"] * 20, dtype=object)})
+
+    written(path, "png")
+    c = Corpus(path)
+    c.image(0)
+    c.close()
+    written(tmp_path / "raw.h5", "none")
+    os.replace(tmp_path / "raw.h5", path)
+    with pytest.raises(RankgenError, match="changed after it was opened"):
+        c.image(1)
+
+
 def test_a_file_rewritten_with_the_same_content_is_read_on(tmp_path):
     """A re-run of the same command writes the same content to a new file (a new inode): not a change."""
     import pickle
