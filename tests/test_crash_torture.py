@@ -218,3 +218,25 @@ def test_workers_die_with_a_killed_writer_so_the_rerun_is_not_refused(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert check(tmp_path / "out.h5") == []
+
+
+def test_a_virtual_merge_on_a_disk_filled_after_its_check_stops_with_one_line(small_disk, tmp_path):
+    """The virtual merge wrote its file outside CorpusWriter, without the check or the reservation: HDF5
+    failing there for want of space crashed the interpreter at exit (h5py#914)."""
+    import shutil
+
+    args, whole, disk, size = small_disk
+    shards = [tmp_path / f"part{i}.h5" for i in range(2)]
+    for i, shard in enumerate(shards):
+        subprocess.run(rankgen(*args, "--shard", f"{i}/2", "-o", shard), check=True)
+    filler = disk / "filler"
+    filler.write_bytes(b"\0" * (shutil.disk_usage(disk).free - (8 << 10)))  # room for the lock, not the small file
+    out = disk / "v.h5"
+    cmd = [sys.executable, "-c", RACED_CHECK, "reserved", "merge", "--virtual", *map(str, shards), "-o", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 2 and "disk full while writing" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not out.exists()
+    filler.unlink()
+    r = subprocess.run(rankgen("merge", "--virtual", *shards, "-o", out), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert check(out) == []

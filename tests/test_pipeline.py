@@ -396,3 +396,51 @@ def test_a_write_that_fails_while_a_ctrl_c_is_held_still_leaves_the_file_unclose
     w.close()
     with pytest.raises(RankgenError, match="failed earlier in this process"):
         CorpusWriter(path, "distort", **kw)
+
+
+FAILS_UNDER_A_HELD_CTRL_C = """
+import os, signal, sys
+import h5py
+sys.path.insert(0, {tests!r})
+from test_pipeline import one_row
+from rankgen.corpus import CorpusWriter
+from rankgen.corpus import schema as S
+from rankgen.pipeline import run_jobs
+real, calls = h5py.AttributeManager.__setitem__, [0]
+def fails_once(self, name, value):
+    if name == S.ATTR_COMMITTED:
+        calls[0] += 1
+        if calls[0] == 3:  # after _create and one commit: a Ctrl-C, then a failed write, inside the held block
+            os.kill(os.getpid(), signal.SIGINT)
+            raise RuntimeError("Unable to synchronously flush file (file write failed)")
+    real(self, name, value)
+h5py.AttributeManager.__setitem__ = fails_once
+w = CorpusWriter({path!r}, "distort", columns={{"ref": "int64"}}, ragged={{"image": ("uint8", 2)}}, attrs={{}},
+                 fingerprint="f")
+try:
+    run_jobs(list(range(8)), one_row, w, workers=1, commit_every=2, progress=False)
+except BaseException as exc:
+    print(type(exc).__name__, exc)
+w.close()
+"""
+
+
+def test_a_failed_write_under_a_ctrl_c_records_no_jobs_without_their_rows(tmp_path):
+    """The run's commit on its way out wrote the progress of jobs whose rows the failed commit never
+    stored (the failure itself was not lasting here, as a full disk freed by another process is not):
+    the resume skipped them. The writer now refuses every write after a failed one."""
+    import h5py
+
+    path = tmp_path / "c.h5"
+    r = subprocess.run([sys.executable, "-c", FAILS_UNDER_A_HELD_CTRL_C.format(tests=os.path.dirname(__file__),
+                                                                             path=str(path))],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "failed earlier in this process (Unable to synchronously flush file" in r.stdout, r.stdout
+    with h5py.File(path.with_name(path.name + S.PARTIAL_SUFFIX), "r") as f:
+        assert (int(f.attrs[S.ATTR_COMMITTED]), int(f.attrs[S.ATTR_JOBS_DONE])) == (2, 2)
+    kw = dict(columns={"ref": "int64"}, ragged={"image": ("uint8", 2)}, attrs={}, fingerprint="f")
+    with CorpusWriter(path, "distort", **kw) as w:
+        run_jobs(list(range(8)), one_row, w, workers=1, commit_every=2, progress=False)
+        w.finish(tables={S.GROUPS: np.arange(8).reshape(1, -1), "ref_id": np.array(["r"], dtype=object)})
+    assert Corpus(path).column("ref").tolist() == list(range(8))

@@ -146,6 +146,7 @@ def test_scoring_a_path_again_after_it_is_rewritten_reads_the_new_file(tmp_path)
 
     path = _write(tmp_path / "c.h5", [7, 3, 15])
     assert score_series(Corpus(path)).violations().tolist() == [True, True]
+    assert open_corpus.cache_info().currsize == 0
     psnr = score_corpus(Corpus(path), "psnr", progress=False)
     assert open_corpus.cache_info().currsize == 0
     os.replace(_write(tmp_path / "new.h5", [3, 7, 15]), path)

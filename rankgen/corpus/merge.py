@@ -99,26 +99,14 @@ def merged_tables(shards: list[Corpus]) -> dict:
     return tables
 
 
-def _virtual_merge(partial: Path) -> bool:
-    try:
-        with h5py.File(partial, "r") as f:
-            return "virtual_sources" in f.attrs
-    except OSError:
-        return False
-
-
 def write_virtual(shards: list[Corpus], output: Path, overwrite: bool, command: str) -> Path:
     if output.exists():
         check_replaceable(output, overwrite)
-    partial = output.with_name(output.name + S.PARTIAL_SUFFIX)
-    # The lock that every writer of `output` holds: without it, opening the partial for writing
-    # truncated another run's partial before HDF5's own lock refused it.
-    lock = output_lock(output)
+    # A name of its own: the virtual file is rebuilt whole by every run, while `<out>.partial` may be
+    # another command's unfinished output, with committed items (opening it for writing emptied it).
+    partial = output.with_name(output.name + ".virtual" + S.PARTIAL_SUFFIX)
+    lock = output_lock(output)  # the lock every writer of `output` holds
     try:
-        # A partial that an interrupted virtual merge left is rebuilt; another command's may hold committed items.
-        if partial.exists() and not overwrite and not _virtual_merge(partial):
-            raise RankgenError(f"{partial} is another command's unfinished output and may hold its committed items; "
-                               "re-run that command to finish it, or pass --overwrite to start over (its items are then lost)")
         return _write_virtual(shards, output, partial, command)
     finally:
         release_output_lock(lock)
@@ -143,7 +131,11 @@ def _write_virtual(shards: list[Corpus], output: Path, partial: Path, command: s
             start += n
         out.create_virtual_dataset(dset_path, layout, fillvalue=None if h5py.check_string_dtype(dtype) else 0)
 
-    with writing(partial, "w") as out:
+    tables = merged_tables(shards)
+    # Offsets and tables are the file's bulk; the rest is HDF5's metadata (in DISK_HEADROOM).
+    nbytes = 8 * n_total * len(files[0][S.RAGGED]) + sum(value.nbytes for value in tables.values())
+    what = f"the merged file's offsets and tables ({n_total} items)"
+    with writing(partial, "w", nbytes, what) as out:
         out.attrs[S.ATTR_FORMAT] = S.FORMAT
         out.attrs[S.ATTR_VERSION] = shards[0].version  # the layout of the data it points to
         out.attrs[S.ATTR_KIND] = shards[0].kind
@@ -170,7 +162,7 @@ def _write_virtual(shards: list[Corpus], output: Path, partial: Path, command: s
             offsets = np.concatenate([f[base][S.OFFSET][...] + sum(data_lengths[:k]) for k, f in enumerate(files)])
             out.create_dataset(f"{base}/{S.OFFSET}", data=offsets.astype(np.int64), track_times=False)
         out.create_group(S.TABLES)
-        for name, value in merged_tables(shards).items():
+        for name, value in tables.items():
             dtype = STRING if value.dtype.kind in "UO" else value.dtype
             out[S.TABLES].create_dataset(name, data=value.astype(object) if dtype is STRING else value, dtype=dtype,
                                          track_times=False)
@@ -182,7 +174,7 @@ def _write_virtual(shards: list[Corpus], output: Path, partial: Path, command: s
         c.close()
     with h5py.File(partial, "r") as out:
         digests = dataset_digests(out)
-    with writing(partial, "r+") as out:
+    with writing(partial, "r+", 0, "its checksums") as out:
         out.attrs[S.ATTR_CHECKSUMS] = json.dumps(digests, sort_keys=True)
         out.attrs[S.ATTR_COMPLETE] = True
     _fsync_path(partial)

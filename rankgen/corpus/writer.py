@@ -86,28 +86,54 @@ def _disk_full(exc: Exception, path: Path) -> bool:
         return False
 
 
-def _disk_error(exc: Exception, path: Path, n_done: int) -> RankgenError:
+def _disk_error(exc: Exception, path: Path, n_done: int | None) -> RankgenError:
+    """n_done: the items committed in `path`, which a re-run resumes from; None for a file written whole."""
     if _disk_full(exc, path):
+        if n_done is None:
+            return RankgenError(f"disk full while writing {path}; free some space and re-run the same command.")
         return RankgenError(
             f"disk full while writing {path}. {n_done} items are committed in {path}; "
             "free some space and re-run the same command to resume from there."
         )
-    why = " ".join(str(getattr(exc, "strerror", None) or exc).split())  # HDF5's texts span lines
-    return RankgenError(f"cannot write {path}: {why}. Re-run the same command to resume.")
+    return RankgenError(f"cannot write {path}: {_one_line(exc)}. Re-run the same command"
+                        f"{'' if n_done is None else ' to resume'}.")
+
+
+def _ensure_space(path: Path, needed: int, what: str, then: str) -> None:
+    """Refuse a write the disk cannot hold before starting it: HDF5 interrupted by a full disk can
+    leave a file it cannot flush or even close, and committed items with it."""
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        return
+    if free < needed + DISK_HEADROOM:
+        raise RankgenError(f"disk full: {free / 1e6:.0f} MB free in {path.parent}, and {what} need about "
+                           f"{(needed + DISK_HEADROOM) / 1e6:.0f} MB with headroom. {then}")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(getattr(exc, "strerror", None) or exc).split())  # HDF5's texts span lines
 
 
 # HDF5 can neither flush nor close a file after a write to it failed, and closing it (at the latest
 # when Python exits) crashed the interpreter (h5py#914): such a file's objects are held open until
-# the process exits, and the process does not open that path again.
-_UNCLOSABLE: set[Path] = set()
+# the process exits, and the process writes to that path no more. Path -> what failed.
+_UNCLOSABLE: dict[Path, str] = {}
 
 
-def _hold_open(f: h5py.File, path: Path) -> None:
+def _hold_open(f: h5py.File, path: Path, failure: BaseException) -> None:
     if not f.id.valid:
         return  # closed before the failure (finish's fsync or rename): nothing of it is left open
     for id_ in h5py.h5f.get_obj_ids(f.id, h5py.h5f.OBJ_ALL):
         h5py.h5i.inc_ref(id_)
-    _UNCLOSABLE.add(path.resolve())
+    _UNCLOSABLE[path.resolve()] = _one_line(failure)
+
+
+def _refuse_if_unclosable(path: Path) -> None:
+    failure = _UNCLOSABLE.get(path.resolve())
+    if failure is not None:
+        raise RankgenError(f"writing {path} failed earlier in this process ({failure}), and HDF5 cannot reopen it "
+                           "here; re-run the same command in a new process to resume")
 
 
 # Free space kept beyond a commit's own bytes: HDF5 allocates whole chunks and metadata as it goes.
@@ -186,6 +212,9 @@ def output_lock(path: Path) -> IO:
         raise RankgenError(f"another process (pid {held.owner}) is writing {path}; wait for it to finish "
                            "or choose another -o") from None
     except OSError as exc:  # /proc, /sys and the like pass an os.access check
+        if exc.errno == errno.ENOSPC:
+            raise RankgenError(f"disk full: cannot create {path.name}.lock in {path.parent}; free some space and "
+                               "re-run the same command") from None
         raise RankgenError(f"cannot create files in {path.parent} ({exc.strerror}); choose another -o path") from None
 
 
@@ -196,16 +225,22 @@ def release_output_lock(lock: IO | None) -> None:
 
 
 @contextlib.contextmanager
-def writing(path: Path, mode: str, n_done: int = 0):
-    """h5py.File(path, mode) for writing, closed at the end; a write it refuses is one line and leaves
-    the file held open, as in CorpusWriter.commit (closing it crashed the interpreter, h5py#914)."""
+def writing(path: Path, mode: str, nbytes: int, what: str):
+    """h5py.File(path, mode) for writing a file whole (`what`: about `nbytes`), closed at the end. As
+    in CorpusWriter.commit, the space is checked and reserved first, and a write refused anyway is one
+    line and leaves the file held open (closing it crashed the interpreter, h5py#914)."""
+    _ensure_space(path, nbytes, what, "Free some space and re-run the same command")
     f = h5py.File(path, mode)
     try:
-        yield f
+        with _reserved(path, nbytes + DISK_HEADROOM):
+            yield f
+            f.close()
+    except _NotReserved as exc:
         f.close()
+        raise _disk_error(exc, path, None) from None
     except (OSError, RuntimeError) as exc:
-        _hold_open(f, path)
-        raise _disk_error(exc, path, n_done) from None
+        _hold_open(f, path, exc)
+        raise _disk_error(exc, path, None) from None
     except BaseException:
         f.close()
         raise
@@ -283,9 +318,7 @@ class CorpusWriter:
             raise RankgenError(f"output folder {self.path.parent} does not exist; create it or choose another -o path")
         if not os.access(self.path.parent, os.W_OK):
             raise RankgenError(f"output folder {self.path.parent} is not writable; choose another -o path")
-        if self.partial.resolve() in _UNCLOSABLE:
-            raise RankgenError(f"writing {self.partial} failed earlier in this process, and HDF5 cannot reopen it "
-                               "here; re-run the same command in a new process to resume")
+        _refuse_if_unclosable(self.partial)
         self._lock = self._acquire_lock()
         try:
             self._file = self._open_partial(overwrite) or self._create(attrs)
@@ -434,6 +467,9 @@ class CorpusWriter:
         progress: attributes recorded in the same step as the row count (e.g. jobs done), so a
         resume never sees rows without the bookkeeping that produced them.
         """
+        # Also the commit that an interrupted run makes on its way out: after a failed write it would
+        # record the jobs of rows that never reached the file.
+        _refuse_if_unclosable(self.partial)
         rows, f = self._buffer, self._file
         n0 = int(f.attrs[S.ATTR_COMMITTED])
         n1 = n0 + len(rows)
@@ -450,12 +486,12 @@ class CorpusWriter:
             raise _disk_error(exc, self.partial, n0) from None
         # h5py reports a write the disk refused at the flush, as a RuntimeError.
         except (OSError, RuntimeError) as exc:
-            _hold_open(f, self.partial)
+            _hold_open(f, self.partial, exc)
             raise _disk_error(exc, self.partial, n0) from None
         except BaseException as exc:
             if isinstance(exc.__context__, (OSError, RuntimeError)):
                 # A write failed while a Ctrl-C was held (held_interrupts), which raised that instead.
-                _hold_open(f, self.partial)
+                _hold_open(f, self.partial, exc.__context__)
             elif self._buffer is not rows and int(f.attrs[S.ATTR_COMMITTED]) == n0:
                 # A Ctrl-C mid-write: these rows are not committed, so they stay for the commit that the
                 # interrupted run makes on its way out, which would otherwise record their jobs as done.
@@ -527,17 +563,9 @@ class CorpusWriter:
             data[at : at + filled] = self._scratch[:filled]
 
     def _ensure_space(self, needed: int, n_rows: int, n_done: int) -> None:
-        """Refuse a write the disk cannot hold before starting it: HDF5 interrupted by a full disk can
-        leave a file it cannot flush or even close, and committed items with it."""
-        try:
-            free = shutil.disk_usage(self.partial.parent).free
-        except OSError:
-            return
-        if free < needed + DISK_HEADROOM:
-            raise RankgenError(
-                f"disk full: {free / 1e6:.0f} MB free in {self.partial.parent}, and the next {n_rows} items need about "
-                f"{(needed + DISK_HEADROOM) / 1e6:.0f} MB with headroom. {n_done} items are committed in {self.partial}; "
-                "free some space and re-run the same command to resume from there")
+        _ensure_space(self.partial, needed, f"the next {n_rows} items",
+                      f"{n_done} items are committed in {self.partial}; free some space and re-run the same command "
+                      "to resume from there")
 
     @property
     def buffered_bytes(self) -> int:
@@ -568,7 +596,7 @@ class CorpusWriter:
         except _NotReserved as exc:
             raise _disk_error(exc, self.partial, n) from None
         except (OSError, RuntimeError) as exc:  # RuntimeError: h5py's, as in commit
-            _hold_open(f, self.partial)
+            _hold_open(f, self.partial, exc)
             raise _disk_error(exc, self.partial, n) from None
         try:
             _fsync_path(self.path.parent)
@@ -604,8 +632,8 @@ class CorpusWriter:
         try:
             if self._file.id.valid and self.partial.resolve() not in _UNCLOSABLE:
                 self._file.close()
-        except (OSError, RuntimeError):
-            _hold_open(self._file, self.partial)  # the close's own flush failed: as after a failed write
+        except (OSError, RuntimeError) as exc:
+            _hold_open(self._file, self.partial, exc)  # the close's own flush failed: as after a failed write
         finally:
             self._release_lock()
 
