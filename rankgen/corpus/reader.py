@@ -139,10 +139,11 @@ class Corpus:
         Content, not inode, decides: a re-run of the same command writes the same content to a new
         file, and a network file system may report another device after a remount."""
         attrs = self._file.attrs
-        # The command spells out --compression, which the fingerprint leaves out (it changes no pixel,
-        # but every offset and size).
         identity = tuple(str(attrs.get(key)) for key in (S.ATTR_VERSION, S.ATTR_RANKGEN_VERSION, S.ATTR_COMMAND,
                                                          S.ATTR_FINGERPRINT, S.ATTR_N_ITEMS, S.ATTR_CHECKSUMS))
+        # Each array's encoding as well: the fingerprint and the checksums leave out --compression (it
+        # changes no pixel, but every offset and size), and a merge of shards does not spell it out.
+        identity += tuple(f"{name}:{g.attrs.get(S.ATTR_ENCODING)}" for name, g in self._file[S.RAGGED].items())
         if self._identity is None:
             self._identity = identity
         elif identity != self._identity:
