@@ -143,7 +143,9 @@ class Corpus:
                                                          S.ATTR_FINGERPRINT, S.ATTR_N_ITEMS, S.ATTR_CHECKSUMS))
         # Each array's encoding as well: the fingerprint and the checksums leave out --compression (it
         # changes no pixel, but every offset and size), and a merge of shards does not spell it out.
-        identity += tuple(f"{name}:{g.attrs.get(S.ATTR_ENCODING)}" for name, g in self._file[S.RAGGED].items())
+        ragged = self._file.get(S.RAGGED)  # absent from a file that is no corpus, which validation then names
+        if isinstance(ragged, h5py.Group):
+            identity += tuple(f"{name}:{g.attrs.get(S.ATTR_ENCODING)}" for name, g in ragged.items())
         if self._identity is None:
             self._identity = identity
         elif identity != self._identity:
