@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import h5py
 import numpy as np
 import pytest
 import scipy.io
@@ -519,7 +520,10 @@ CORPUS_CASES = [
                "is damaged: HDF5 cannot open it (Unable to synchronously open file (truncated file",
                "cannot be opened as HDF5"),
     CorpusCase("corpus-only-attributes", "HDF5 file with only the format attributes", only_format_attributes,
-               "is damaged: no kind attribute", "missing group /items"),
+               "is damaged: no kind attribute", "no /items group"),
+    CorpusCase("corpus-dangling-link", "ragged/ghost a soft link to nothing",
+               edited(lambda f: f["ragged"].__setitem__("ghost", h5py.SoftLink("/nowhere"))),
+               "is damaged: ragged/ghost is not a group (a dangling link?)", "ragged/ghost is not a group"),
     CorpusCase("corpus-groups-out-of-range", "groups table naming item 1000000 of 15", edited(groups_out_of_range),
                "is damaged: tables/groups holds item indices outside -1..14", "tables/groups has 1 indices outside"),
     CorpusCase("corpus-bogus-kind", "corpus whose kind is 'bogus'", edited(lambda f: f.attrs.__setitem__("kind", "bogus")),

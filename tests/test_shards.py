@@ -188,3 +188,22 @@ def test_a_virtual_merge_never_truncates_another_runs_partial(tmp_path, photos, 
         assert theirs.read_bytes() == b"committed items" * 1000
     finally:
         release_output_lock(lock)
+
+
+def test_a_virtual_merge_that_fails_after_writing_says_so_and_leaves_no_partial(tmp_path, photos, monkeypatch):
+    """Reading the file back, syncing or renaming it failed with a traceback and left the partial behind."""
+    import errno
+    import os
+
+    from rankgen.corpus import merge as corpus_merge
+
+    for i in range(2):
+        generate(tmp_path / f"p{i}.h5", root=str(photos), shard=(i, 2), **KW)
+
+    def unreadable(f):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(corpus_merge, "dataset_digests", unreadable)
+    with pytest.raises(RankgenError, match=r"cannot write .*v\.h5\.virtual\.partial: Input/output error; re-run"):
+        merge([tmp_path / "p0.h5", tmp_path / "p1.h5"], tmp_path / "v.h5", virtual=True)
+    assert sorted(p.name for p in tmp_path.glob("v.h5*")) == []

@@ -10,6 +10,7 @@ import numpy as np
 
 from . import schema as S
 from .codec import crc32, decode
+from .reader import member_problem
 from .writer import dataset_digests
 
 
@@ -50,9 +51,9 @@ def _check_open(f: h5py.File, path: Path) -> tuple[list[str], dict]:
         problems.append("not marked complete: a run that did not finish")
     if attrs.get(S.ATTR_KIND) not in S.KINDS:
         problems.append(f"kind {attrs.get(S.ATTR_KIND)!r} is none of {', '.join(S.KINDS)}")
-    for group in (S.ITEMS, S.RAGGED, S.TABLES):
-        if group not in f:
-            problems.append(f"missing group /{group}")
+    problem = member_problem(f)
+    if problem:
+        problems.append(problem)
     if problems:
         return problems, {}
     for ds in _datasets(f):

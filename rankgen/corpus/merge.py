@@ -20,7 +20,8 @@ import numpy as np
 from ..errors import RankgenError
 from . import schema as S
 from .reader import Corpus
-from .writer import STRING, _fsync_path, check_replaceable, dataset_digests, output_lock, release_output_lock, writing
+from .writer import (_UNCLOSABLE, STRING, _fsync_path, check_replaceable, dataset_digests, output_lock,
+                     release_output_lock, writing)
 
 
 def _content_params(c: Corpus) -> dict:
@@ -108,7 +109,11 @@ def write_virtual(shards: list[Corpus], output: Path, overwrite: bool, command: 
     lock = output_lock(output)  # the lock every writer of `output` holds
     try:
         return _write_virtual(shards, output, partial, command)
+    except OSError as exc:  # reading the file back, syncing or renaming it
+        raise RankgenError(f"cannot write {partial}: {exc.strerror or exc}; re-run the same command") from None
     finally:
+        if partial.exists() and partial.resolve() not in _UNCLOSABLE:
+            partial.unlink()  # written whole by every run: a failed one's is of no use
         release_output_lock(lock)
 
 

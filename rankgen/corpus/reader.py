@@ -26,6 +26,18 @@ def damaged(path, what: str) -> RankgenError:
     return RankgenError(f"{path} is damaged: {what}; run `rankgen check {path}`")
 
 
+def member_problem(f: h5py.File) -> str | None:
+    """A top-level group, or a member of one, that is missing or of the wrong HDF5 type (a dangling
+    link reads as None): what every other check would trip over with a TypeError or AttributeError."""
+    for group, member_type in ((S.ITEMS, h5py.Dataset), (S.RAGGED, h5py.Group), (S.TABLES, h5py.Dataset)):
+        if not isinstance(f.get(group), h5py.Group):
+            return f"no /{group} group"
+        for name, member in f[group].items():
+            if not isinstance(member, member_type):
+                return f"{group}/{name} is not a {member_type.__name__.lower()} (a dangling link?)"
+    return None
+
+
 def structure_problem(f: h5py.File, path: Path) -> str | None:
     """What is inconsistent in a finished file's layout, in checks that read no pixels (a few small
     datasets and the groups table), or None. Catches what would otherwise surface as an IndexError or
@@ -34,9 +46,11 @@ def structure_problem(f: h5py.File, path: Path) -> str | None:
         return f"no {S.ATTR_KIND} attribute"
     if f.attrs.get(S.ATTR_KIND) not in S.KINDS:
         return f"kind {f.attrs.get(S.ATTR_KIND)!r} is none of {', '.join(S.KINDS)}"
-    missing = [g for g in (S.ITEMS, S.RAGGED, S.TABLES) if g not in f]
-    if missing or S.ATTR_N_ITEMS not in f.attrs:
-        return "no " + ", ".join([f"/{g}" for g in missing] + ([S.ATTR_N_ITEMS] if S.ATTR_N_ITEMS not in f.attrs else []))
+    if S.ATTR_N_ITEMS not in f.attrs:
+        return f"no {S.ATTR_N_ITEMS}"
+    problem = member_problem(f)
+    if problem:
+        return problem
     n = int(f.attrs[S.ATTR_N_ITEMS])
     version = int(f.attrs[S.ATTR_VERSION])
     parts = RAGGED_PARTS[version]
@@ -143,9 +157,8 @@ class Corpus:
                                                          S.ATTR_FINGERPRINT, S.ATTR_N_ITEMS, S.ATTR_CHECKSUMS))
         # Each array's encoding as well: the fingerprint and the checksums leave out --compression (it
         # changes no pixel, but every offset and size), and a merge of shards does not spell it out.
-        ragged = self._file.get(S.RAGGED)  # absent from a file that is no corpus, which validation then names
-        if isinstance(ragged, h5py.Group):
-            identity += tuple(f"{name}:{g.attrs.get(S.ATTR_ENCODING)}" for name, g in ragged.items())
+        if member_problem(self._file) is None:  # else validation names the problem
+            identity += tuple(f"{name}:{g.attrs.get(S.ATTR_ENCODING)}" for name, g in self._file[S.RAGGED].items())
         if self._identity is None:
             self._identity = identity
         elif identity != self._identity:

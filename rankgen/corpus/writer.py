@@ -229,6 +229,7 @@ def writing(path: Path, mode: str, nbytes: int, what: str):
     """h5py.File(path, mode) for writing a file whole (`what`: about `nbytes`), closed at the end. As
     in CorpusWriter.commit, the space is checked and reserved first, and a write refused anyway is one
     line and leaves the file held open (closing it crashed the interpreter, h5py#914)."""
+    _refuse_if_unclosable(path)
     _ensure_space(path, nbytes, what, "Free some space and re-run the same command")
     f = h5py.File(path, mode)
     try:
@@ -476,7 +477,7 @@ class CorpusWriter:
         needed = (sum(len(row[name].data) for row in rows for name in self.ragged)
                   + 16 * len(rows) * len(self.columns))
         if rows:
-            self._ensure_space(needed, len(rows), n0)
+            self._ensure_space(needed, f"the next {len(rows)} items", n0)
         try:
             self._buffer = []  # here, not above: a Ctrl-C before this line leaves the rows buffered
             with _reserved(self.partial, needed + DISK_HEADROOM):
@@ -562,8 +563,8 @@ class CorpusWriter:
         if filled:
             data[at : at + filled] = self._scratch[:filled]
 
-    def _ensure_space(self, needed: int, n_rows: int, n_done: int) -> None:
-        _ensure_space(self.partial, needed, f"the next {n_rows} items",
+    def _ensure_space(self, needed: int, what: str, n_done: int) -> None:
+        _ensure_space(self.partial, needed, what,
                       f"{n_done} items are committed in {self.partial}; free some space and re-run the same command "
                       "to resume from there")
 
@@ -587,7 +588,7 @@ class CorpusWriter:
         f = self._file
         n = int(f.attrs[S.ATTR_COMMITTED])  # read now: after a failed close, touching f crashes h5py
         needed = sum(np.asarray(v).nbytes for v in dict(tables).values() if np.asarray(v).dtype.kind != "O")
-        self._ensure_space(needed, 0, n)
+        self._ensure_space(needed, "the tables", n)
         try:
             with _reserved(self.partial, needed + DISK_HEADROOM):
                 self._publish(f, tables, attrs)
