@@ -91,6 +91,30 @@ def test_same_seed_same_content_for_any_worker_count(tmp_path, photos):
     assert any(x.tobytes() != y.tobytes() for x, y in zip(img_a, img_c)), "the seed must matter for noise"
 
 
+def test_a_partial_that_other_kernels_began_is_not_resumed(tmp_path, photos, monkeypatch):
+    """The kernel and library versions were not in the resume key: a run killed, then resumed after an
+    upgrade, held items of both in a file that names only the old versions."""
+    from rankgen.errors import RankgenError
+
+    kw = dict(dataset="folder", root=str(photos), distortions=SUBSET, levels=3, seed=0, workers=1, progress=False)
+    real, calls = generate_module.distort_source, {"n": 0}
+
+    def dies_in_the_second_source(job):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(generate_module, "distort_source", dies_in_the_second_source)
+    with pytest.raises(KeyboardInterrupt):
+        generate(tmp_path / "c.h5", **kw)
+    monkeypatch.setattr(generate_module, "distort_source", real)
+    versions = generate_module.pixel_versions
+    monkeypatch.setattr(generate_module, "pixel_versions", lambda names: {**versions(names), "opencv": "9.9.9"})
+    with pytest.raises(RankgenError, match="c.h5.partial cannot be resumed: it was written by another command"):
+        generate(tmp_path / "c.h5", **kw)
+
+
 def test_interrupted_run_resumes_to_the_same_content(tmp_path, photos, monkeypatch):
     kw = dict(dataset="folder", root=str(photos), distortions=SUBSET, levels=3, seed=0, workers=1, progress=False)
     generate(tmp_path / "whole.h5", **kw)

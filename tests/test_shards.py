@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import rankgen
 from rankgen.cli import main
 from rankgen.corpus import Corpus
 from rankgen.corpus.check import check
@@ -207,3 +208,67 @@ def test_a_virtual_merge_that_fails_after_writing_says_so_and_leaves_no_partial(
     with pytest.raises(RankgenError, match=r"cannot write .*v\.h5\.virtual\.partial: Input/output error; re-run"):
         merge([tmp_path / "p0.h5", tmp_path / "p1.h5"], tmp_path / "v.h5", virtual=True)
     assert sorted(p.name for p in tmp_path.glob("v.h5*")) == []
+
+
+def test_a_partial_merge_is_not_resumed_over_shards_regenerated_since(tmp_path, photos, monkeypatch):
+    """The resume key held the shards' paths and sizes only: a killed merge, re-run after the shards were
+    regenerated with another seed, held items of both runs."""
+    import rankgen.jobs.merge as merge_module
+
+    shards = [tmp_path / f"p{i}.h5" for i in range(2)]
+    for i, shard in enumerate(shards):
+        generate(shard, root=str(photos), shard=(i, 2), **KW)
+    real, calls = merge_module.copy_items, {"n": 0}
+
+    def dies_in_the_second_job(job):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(merge_module, "copy_items", dies_in_the_second_job)
+    with pytest.raises(KeyboardInterrupt):
+        merge(shards, tmp_path / "m.h5", workers=1, progress=False)
+    monkeypatch.undo()
+    for i, shard in enumerate(shards):
+        generate(shard, root=str(photos), shard=(i, 2), overwrite=True, **{**KW, "seed": 8})
+    with pytest.raises(RankgenError, match="m.h5.partial cannot be resumed"):
+        merge(shards, tmp_path / "m.h5", workers=1, progress=False)
+
+
+def test_materialize_refuses_to_write_over_a_shard_of_its_virtual_input(tmp_path, photos):
+    shards = [tmp_path / f"p{i}.h5" for i in range(2)]
+    for i, shard in enumerate(shards):
+        generate(shard, root=str(photos), shard=(i, 2), pixels="references", **KW)
+    merge(shards, tmp_path / "v.h5", virtual=True)
+    with pytest.raises(RankgenError, match="is one of the shards .*v.h5 reads from"):
+        rankgen.materialize(tmp_path / "v.h5", shards[0], overwrite=True, progress=False)
+    assert check(tmp_path / "v.h5") == []
+
+
+def test_a_partial_materialization_is_not_resumed_from_another_compact_corpus(tmp_path, photos, monkeypatch):
+    """A virtual merge had no fingerprint, so every materialization of one shared the resume key: a
+    killed one, re-run with --overwrite on another compact corpus, resumed and mixed the two."""
+    import rankgen.jobs.materialize as materialize_module
+
+    for seed in (7, 8):
+        shards = [tmp_path / f"s{seed}-{i}.h5" for i in range(2)]
+        for i, shard in enumerate(shards):
+            generate(shard, root=str(photos), shard=(i, 2), pixels="references", **{**KW, "seed": seed})
+        merge(shards, tmp_path / f"v{seed}.h5", virtual=True)
+    real, calls = materialize_module.copy_items, {"n": 0}
+
+    def dies_in_the_second_job(job):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(materialize_module, "copy_items", dies_in_the_second_job)
+    with pytest.raises(KeyboardInterrupt):
+        rankgen.materialize(tmp_path / "v7.h5", tmp_path / "out.h5", workers=1, progress=False)
+    monkeypatch.undo()
+    summary = rankgen.materialize(tmp_path / "v8.h5", tmp_path / "out.h5", overwrite=True, workers=1, progress=False)
+    assert summary.resumed_from == 0
+    rankgen.materialize(tmp_path / "v8.h5", tmp_path / "fresh.h5", workers=1, progress=False)
+    assert digests(tmp_path / "out.h5") == digests(tmp_path / "fresh.h5")

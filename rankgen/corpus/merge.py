@@ -100,7 +100,7 @@ def merged_tables(shards: list[Corpus]) -> dict:
     return tables
 
 
-def write_virtual(shards: list[Corpus], output: Path, overwrite: bool, command: str) -> Path:
+def write_virtual(shards: list[Corpus], output: Path, overwrite: bool, command: str, fingerprint: str) -> Path:
     if output.exists():
         check_replaceable(output, overwrite)
     # A name of its own: the virtual file is rebuilt whole by every run, while `<out>.partial` may be
@@ -108,7 +108,7 @@ def write_virtual(shards: list[Corpus], output: Path, overwrite: bool, command: 
     partial = output.with_name(output.name + ".virtual" + S.PARTIAL_SUFFIX)
     lock = output_lock(output)  # the lock every writer of `output` holds
     try:
-        return _write_virtual(shards, output, partial, command)
+        return _write_virtual(shards, output, partial, command, fingerprint)
     except OSError as exc:  # reading the file back, syncing or renaming it
         raise RankgenError(f"cannot write {partial}: {exc.strerror or exc}; re-run the same command") from None
     finally:
@@ -117,7 +117,7 @@ def write_virtual(shards: list[Corpus], output: Path, overwrite: bool, command: 
         release_output_lock(lock)
 
 
-def _write_virtual(shards: list[Corpus], output: Path, partial: Path, command: str) -> Path:
+def _write_virtual(shards: list[Corpus], output: Path, partial: Path, command: str, fingerprint: str) -> Path:
     files = [c.file for c in shards]
     n_total = sum(len(c) for c in shards)
 
@@ -147,7 +147,8 @@ def _write_virtual(shards: list[Corpus], output: Path, partial: Path, command: s
         from .. import __version__
 
         out.attrs[S.ATTR_RANKGEN_VERSION] = __version__
-        for key, value in {**merged_attrs(shards), S.ATTR_COMMAND: command}.items():
+        # A fingerprint of its own, as every corpus has: `materialize` keys its resume on it.
+        for key, value in {**merged_attrs(shards), S.ATTR_COMMAND: command, S.ATTR_FINGERPRINT: fingerprint}.items():
             out.attrs[key] = json.dumps(value, sort_keys=True) if isinstance(value, (dict, list)) else value
         out.attrs["virtual_sources"] = json.dumps([source_name(c) for c in shards])
         lengths = [len(c) for c in shards]

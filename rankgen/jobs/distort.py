@@ -233,6 +233,8 @@ def distort(
                "distortions": list(names), "levels": levels, "seed": seed, "crop": crop,
                "crops_per_image": crops_per_image if crop else 1, "limit": limit, "sources": [it.id for it in items],
                S.SHARD_PARAM: list(shard) if shard else None, **({"pixels": pixels} if pixels != "all" else {}),
+               # a partial that other kernels or libraries began is not resumed with these
+               "pixel_versions": pixel_versions(names),
                # not the items but what a partial file's count of finished jobs means: a partial whose
                # jobs were cut otherwise (whole sources, before 2026-12-06) is not resumed
                "jobs": [len(part.names) for part in split_at_costly(sources[0])] if sources else []}
@@ -256,7 +258,8 @@ def distort(
         return write_corpus(
             output, "distort", jobs, distort_source, columns=COLUMNS, ragged=RAGGED, content=content, command=command,
             attrs={S.ATTR_SEED: seed, S.ATTR_RECIPE: rec.text,
-                   S.ATTR_PARAMS: {k: v for k, v in content.items() if k not in ("recipe_text", "sources", "jobs")},
+                   S.ATTR_PARAMS: {k: v for k, v in content.items()
+                                   if k not in ("recipe_text", "sources", "jobs", "pixel_versions")},
                    S.ATTR_PIXEL_VERSIONS: pixel_versions(names), S.ATTR_STORED_TYPES: list(stored)},
             finish=finish, encoding=compression, overwrite=overwrite,
             workers=workers, progress=progress, on_error=on_error, source_of=lambda job: job.index)

@@ -30,6 +30,9 @@ def materialize(compact: str | Path, output: str | Path, *, workers: int | None 
     if Path(output).resolve() == Path(compact).resolve():
         raise RankgenError(f"-o {output} is the compact corpus itself; write the full corpus to another path")
     corpus = Corpus(compact, kind="distort")
+    shards = {(Path(compact).resolve().parent / name).resolve() for name in corpus.attrs.get("virtual_sources") or ()}
+    if Path(output).resolve() in shards:
+        raise RankgenError(f"-o {output} is one of the shards {compact} reads from; write the full corpus to another path")
     ref = corpus.column("ref")
     starts = np.flatnonzero(np.r_[True, ref[1:] != ref[:-1]])
     stops = np.r_[starts[1:], len(ref)]
@@ -43,11 +46,14 @@ def materialize(compact: str | Path, output: str | Path, *, workers: int | None 
     tables = {name: corpus.table(name) for name in corpus.tables()}
     names = [str(n) for n in corpus.table("distortions")]
     encoding, source = corpus.copy_encoding(), corpus.attrs.get(S.ATTR_FINGERPRINT)
+    # The checksums as well: a virtual merge once had no fingerprint, and a partial materialization
+    # of one compact corpus was resumed from another.
+    checksums = corpus.attrs.get(S.ATTR_CHECKSUMS)
     corpus.close()  # no handle of this process may cross the fork into the workers
     try:
         return write_corpus(
             output, "distort", jobs, copy_items, columns=COLUMNS, ragged=RAGGED, command=command,
-            content={"materialize": source},
+            content={"materialize": source, "checksums": checksums},
             attrs={**attrs, S.ATTR_PARAMS: params, S.ATTR_STORED_TYPES: names},
             finish=lambda writer, summary: (tables, {}), encoding=encoding, overwrite=overwrite,
             workers=workers, progress=progress, on_error="stop", what="item", desc="materialize")

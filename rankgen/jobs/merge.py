@@ -34,15 +34,18 @@ def merge(shards, output, *, virtual: bool = False, overwrite: bool = False, wor
         raise RankgenError(f"-o {output} is also one of the shards to merge; write the merged corpus to another path")
     opened = open_shards(paths)
     command = replay_command("merge", [("--virtual", virtual)], arguments=[str(p) for p in paths])
+    # What the shards hold, not only where they are: a partial merge resumed over shards regenerated
+    # since (another seed, the same sizes) mixed the two runs.
+    content = {"merge": [str(c.path.resolve()) for c in opened], "sizes": [len(c) for c in opened],
+               "shards": [[c.attrs.get(S.ATTR_FINGERPRINT), c.attrs.get(S.ATTR_CHECKSUMS)] for c in opened]}
     if virtual:
-        return write_virtual(opened, output, overwrite, command)
+        return write_virtual(opened, output, overwrite, command, fingerprint(content))
     first = opened[0]
     columns = {name: ("str" if h5py.check_string_dtype(ds.dtype) else ds.dtype.str)
                for name, ds in first.file[S.ITEMS].items()}
     ragged = {name: first.ragged_spec(name) for name in first.ragged_names()}
     encoding = first.copy_encoding()
     attrs, tables = merged_attrs(opened), merged_tables(opened)
-    content = {"merge": [str(c.path.resolve()) for c in opened], "sizes": [len(c) for c in opened]}
     jobs = []
     # As the writer will store each array, so that bytes already in that encoding are carried over.
     encodings = tuple((name, encoding_for(encoding, np.dtype(spec), ndim)) for name, (spec, ndim) in ragged.items())
