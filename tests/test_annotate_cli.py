@@ -137,21 +137,14 @@ def test_from_a_distort_corpus(tmp_path, photo):
         np.testing.assert_array_equal(c.image(4), Corpus(corpus).image(4))
 
 
-def test_interrupted_run_resumes_to_the_same_content(tmp_path, scored, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_content(tmp_path, scored, monkeypatch, ctrl_c_at):
     clean = tmp_path / "clean.h5"
     run("annotate", "--dataset", "csv", "--root", scored, "--quiet", "--workers", 1, "-o", clean)
-    real, calls = annotate_module.annotate_item, []
-
-    def dies_on_seventieth(job):
-        calls.append(1)
-        if len(calls) == 70:
-            raise KeyboardInterrupt
-        return real(job)
-
+    real = annotate_module.annotate_item
     big = tmp_path / "big.csv"  # enough rows to pass a commit (every 64 items) before dying
     big.write_text("".join(f"{scored.parent}/p{i % 12:02d}.png,{i},r{i % 9}\n" for i in range(100)))
     out = tmp_path / "resumed.h5"
-    monkeypatch.setattr(annotate_module, "annotate_item", dies_on_seventieth)
+    monkeypatch.setattr(annotate_module, "annotate_item", ctrl_c_at(real, 70))
     r = run_catching("annotate", "--dataset", "csv", "--root", big, "--quiet", "--workers", 1, "-o", out)
     assert r.exit_code == 130 and (tmp_path / "resumed.h5.partial").exists() and not out.exists()
     monkeypatch.setattr(annotate_module, "annotate_item", real)

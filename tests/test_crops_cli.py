@@ -92,19 +92,11 @@ def test_same_seed_same_bytes_for_any_worker_count(tmp_path, synthetic_crops):
 
 
 @pytest.mark.parametrize("die_at", [2, 3])  # between commits and right after one (sources are committed in pairs)
-def test_interrupted_run_resumes_to_the_same_content(tmp_path, synthetic_crops, monkeypatch, die_at):
+def test_interrupted_run_resumes_to_the_same_content(tmp_path, synthetic_crops, monkeypatch, die_at, ctrl_c_at):
     real = cli_crops.crop_source
-    calls = {"n": 0}
-
-    def dies(job):
-        calls["n"] += 1
-        if calls["n"] == die_at:
-            raise KeyboardInterrupt
-        return real(job)
-
     out = tmp_path / "resumed.h5"
     kw = dict(dataset="synthetic", n_images=3, seed=1, workers=1, **SMALL)
-    monkeypatch.setattr(cli_crops, "crop_source", dies)
+    monkeypatch.setattr(cli_crops, "crop_source", ctrl_c_at(real, die_at))
     with pytest.raises(KeyboardInterrupt):
         generate_crops(out, **kw)
     assert not out.exists() and out.with_name("resumed.h5.partial").exists()

@@ -91,21 +91,14 @@ def test_same_seed_same_content_for_any_worker_count(tmp_path, photos):
     assert any(x.tobytes() != y.tobytes() for x, y in zip(img_a, img_c)), "the seed must matter for noise"
 
 
-def test_a_partial_that_other_kernels_began_is_not_resumed(tmp_path, photos, monkeypatch):
+def test_a_partial_that_other_kernels_began_is_not_resumed(tmp_path, photos, monkeypatch, ctrl_c_at):
     """The kernel and library versions were not in the resume key: a run killed, then resumed after an
     upgrade, held items of both in a file that names only the old versions."""
     from rankgen.errors import RankgenError
 
     kw = dict(dataset="folder", root=str(photos), distortions=SUBSET, levels=3, seed=0, workers=1, progress=False)
-    real, calls = generate_module.distort_source, {"n": 0}
-
-    def dies_in_the_second_source(job):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(job)
-
-    monkeypatch.setattr(generate_module, "distort_source", dies_in_the_second_source)
+    real = generate_module.distort_source
+    monkeypatch.setattr(generate_module, "distort_source", ctrl_c_at(real, 3))  # in the second source
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "c.h5", **kw)
     monkeypatch.setattr(generate_module, "distort_source", real)
@@ -115,21 +108,13 @@ def test_a_partial_that_other_kernels_began_is_not_resumed(tmp_path, photos, mon
         generate(tmp_path / "c.h5", **kw)
 
 
-def test_interrupted_run_resumes_to_the_same_content(tmp_path, photos, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_content(tmp_path, photos, monkeypatch, ctrl_c_at):
     kw = dict(dataset="folder", root=str(photos), distortions=SUBSET, levels=3, seed=0, workers=1, progress=False)
     generate(tmp_path / "whole.h5", **kw)
     real = generate_module.distort_source
-    calls = {"n": 0}
-
-    def dies_in_the_second_source(job):
-        # Each source is two jobs (jpeg2000, a costly type, starts the second): the fourth call is the
-        # second source's second part, so the run is killed in the middle of a source.
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return real(job)
-
-    monkeypatch.setattr(generate_module, "distort_source", dies_in_the_second_source)
+    # Each source is two jobs (jpeg2000, a costly type, starts the second): the fourth call is the
+    # second source's second part, so the run is killed in the middle of a source.
+    monkeypatch.setattr(generate_module, "distort_source", ctrl_c_at(real, 4))
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "resumed.h5", **kw)
     assert not (tmp_path / "resumed.h5").exists() and (tmp_path / "resumed.h5.partial").exists()

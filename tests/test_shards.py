@@ -210,7 +210,7 @@ def test_a_virtual_merge_that_fails_after_writing_says_so_and_leaves_no_partial(
     assert sorted(p.name for p in tmp_path.glob("v.h5*")) == []
 
 
-def test_a_partial_merge_is_not_resumed_over_shards_regenerated_since(tmp_path, photos, monkeypatch):
+def test_a_partial_merge_is_not_resumed_over_shards_regenerated_since(tmp_path, photos, monkeypatch, ctrl_c_at):
     """The resume key held the shards' paths and sizes only: a killed merge, re-run after the shards were
     regenerated with another seed, held items of both runs."""
     import rankgen.jobs.merge as merge_module
@@ -218,15 +218,7 @@ def test_a_partial_merge_is_not_resumed_over_shards_regenerated_since(tmp_path, 
     shards = [tmp_path / f"p{i}.h5" for i in range(2)]
     for i, shard in enumerate(shards):
         generate(shard, root=str(photos), shard=(i, 2), **KW)
-    real, calls = merge_module.copy_items, {"n": 0}
-
-    def dies_in_the_second_job(job):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(job)
-
-    monkeypatch.setattr(merge_module, "copy_items", dies_in_the_second_job)
+    monkeypatch.setattr(merge_module, "copy_items", ctrl_c_at(merge_module.copy_items, 2))
     with pytest.raises(KeyboardInterrupt):
         merge(shards, tmp_path / "m.h5", workers=1, progress=False)
     monkeypatch.undo()
@@ -246,7 +238,8 @@ def test_materialize_refuses_to_write_over_a_shard_of_its_virtual_input(tmp_path
     assert check(tmp_path / "v.h5") == []
 
 
-def test_a_partial_materialization_is_not_resumed_from_another_compact_corpus(tmp_path, photos, monkeypatch):
+def test_a_partial_materialization_is_not_resumed_from_another_compact_corpus(tmp_path, photos, monkeypatch,
+                                                                                ctrl_c_at):
     """A virtual merge had no fingerprint, so every materialization of one shared the resume key: a
     killed one, re-run with --overwrite on another compact corpus, resumed and mixed the two."""
     import rankgen.jobs.materialize as materialize_module
@@ -256,15 +249,7 @@ def test_a_partial_materialization_is_not_resumed_from_another_compact_corpus(tm
         for i, shard in enumerate(shards):
             generate(shard, root=str(photos), shard=(i, 2), pixels="references", **{**KW, "seed": seed})
         merge(shards, tmp_path / f"v{seed}.h5", virtual=True)
-    real, calls = materialize_module.copy_items, {"n": 0}
-
-    def dies_in_the_second_job(job):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return real(job)
-
-    monkeypatch.setattr(materialize_module, "copy_items", dies_in_the_second_job)
+    monkeypatch.setattr(materialize_module, "copy_items", ctrl_c_at(materialize_module.copy_items, 2))
     with pytest.raises(KeyboardInterrupt):
         rankgen.materialize(tmp_path / "v7.h5", tmp_path / "out.h5", workers=1, progress=False)
     monkeypatch.undo()
