@@ -205,7 +205,7 @@ def test_a_virtual_merge_that_fails_after_writing_says_so_and_leaves_no_partial(
         raise OSError(errno.EIO, os.strerror(errno.EIO))
 
     monkeypatch.setattr(corpus_merge, "dataset_digests", unreadable)
-    with pytest.raises(RankgenError, match=r"cannot write .*v\.h5\.virtual\.partial: Input/output error; re-run"):
+    with pytest.raises(RankgenError, match=r"cannot write .*v\.h5\.virtual\.partial: Input/output error\. Re-run the same command"):
         merge([tmp_path / "p0.h5", tmp_path / "p1.h5"], tmp_path / "v.h5", virtual=True)
     assert sorted(p.name for p in tmp_path.glob("v.h5*")) == []
 

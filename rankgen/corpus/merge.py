@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import RankgenError
 from . import schema as S
 from .reader import Corpus
-from .writer import (_UNCLOSABLE, STRING, _fsync_path, check_replaceable, dataset_digests, output_lock,
+from .writer import (_UNCLOSABLE, STRING, _disk_error, _fsync_path, check_replaceable, dataset_digests, output_lock,
                      release_output_lock, writing)
 
 
@@ -110,7 +110,7 @@ def write_virtual(shards: list[Corpus], output: Path, overwrite: bool, command: 
     try:
         return _write_virtual(shards, output, partial, command, fingerprint)
     except OSError as exc:  # reading the file back, syncing or renaming it
-        raise RankgenError(f"cannot write {partial}: {exc.strerror or exc}; re-run the same command") from None
+        raise _disk_error(exc, partial, None) from None
     finally:
         if partial.exists() and partial.resolve() not in _UNCLOSABLE:
             partial.unlink()  # written whole by every run: a failed one's is of no use

@@ -226,6 +226,7 @@ def distort(
     params = tuple(tuple(float(p) for p in rec.params(n, levels)) for n in names)
     tids = tuple(rec.tid(n) for n in names)
     stored = parse_pixels(pixels, names)
+    versions = pixel_versions(names)
     sources = shard_jobs([DistortJob(i, item, names, tids, params, seed, crop, crops_per_image, frozenset(stored))
                           for i, item in enumerate(items)], shard)
     jobs = [part for job in sources for part in split_at_costly(job)]
@@ -234,7 +235,7 @@ def distort(
                "crops_per_image": crops_per_image if crop else 1, "limit": limit, "sources": [it.id for it in items],
                S.SHARD_PARAM: list(shard) if shard else None, **({"pixels": pixels} if pixels != "all" else {}),
                # a partial that other kernels or libraries began is not resumed with these
-               "pixel_versions": pixel_versions(names),
+               "pixel_versions": versions,
                # not the items but what a partial file's count of finished jobs means: a partial whose
                # jobs were cut otherwise (whole sources, before 2026-12-06) is not resumed
                "jobs": [len(part.names) for part in split_at_costly(sources[0])] if sources else []}
@@ -260,7 +261,7 @@ def distort(
             attrs={S.ATTR_SEED: seed, S.ATTR_RECIPE: rec.text,
                    S.ATTR_PARAMS: {k: v for k, v in content.items()
                                    if k not in ("recipe_text", "sources", "jobs", "pixel_versions")},
-                   S.ATTR_PIXEL_VERSIONS: pixel_versions(names), S.ATTR_STORED_TYPES: list(stored)},
+                   S.ATTR_PIXEL_VERSIONS: versions, S.ATTR_STORED_TYPES: list(stored)},
             finish=finish, encoding=compression, overwrite=overwrite,
             workers=workers, progress=progress, on_error=on_error, source_of=lambda job: job.index)
     finally:

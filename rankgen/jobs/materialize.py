@@ -30,7 +30,8 @@ def materialize(compact: str | Path, output: str | Path, *, workers: int | None 
     if Path(output).resolve() == Path(compact).resolve():
         raise RankgenError(f"-o {output} is the compact corpus itself; write the full corpus to another path")
     corpus = Corpus(compact, kind="distort")
-    shards = {(Path(compact).resolve().parent / name).resolve() for name in corpus.attrs.get("virtual_sources") or ()}
+    stored = corpus.attrs  # every attribute, decoded: read once
+    shards = {(Path(compact).resolve().parent / name).resolve() for name in stored.get("virtual_sources") or ()}
     if Path(output).resolve() in shards:
         raise RankgenError(f"-o {output} is one of the shards {compact} reads from; write the full corpus to another path")
     ref = corpus.column("ref")
@@ -40,20 +41,19 @@ def materialize(compact: str | Path, output: str | Path, *, workers: int | None 
     encodings = tuple((name, encoding_for(corpus.copy_encoding(), np.dtype(spec), ndim)) for name, (spec, ndim) in RAGGED.items())
     # One job per source: its levels are regenerated from its reference, decoded once per job.
     jobs = [CopyJob(path, int(a), int(b), tuple(COLUMNS), encodings, regenerate=True) for a, b in zip(starts, stops)]
-    attrs = {k: v for k, v in corpus.attrs.items() if k not in REWRITTEN}
-    params = {k: v for k, v in (corpus.attrs.get(S.ATTR_PARAMS) or {}).items() if k != "pixels"}
-    command = " ".join(w for w in _without_pixels(corpus.attrs.get(S.ATTR_COMMAND) or ""))
+    attrs = {k: v for k, v in stored.items() if k not in REWRITTEN}
+    params = {k: v for k, v in (stored.get(S.ATTR_PARAMS) or {}).items() if k != "pixels"}
+    command = " ".join(w for w in _without_pixels(stored.get(S.ATTR_COMMAND) or ""))
     tables = {name: corpus.table(name) for name in corpus.tables()}
     names = [str(n) for n in corpus.table("distortions")]
-    encoding, source = corpus.copy_encoding(), corpus.attrs.get(S.ATTR_FINGERPRINT)
-    # The checksums as well: a virtual merge once had no fingerprint, and a partial materialization
-    # of one compact corpus was resumed from another.
-    checksums = corpus.attrs.get(S.ATTR_CHECKSUMS)
+    encoding = corpus.copy_encoding()
     corpus.close()  # no handle of this process may cross the fork into the workers
     try:
         return write_corpus(
             output, "distort", jobs, copy_items, columns=COLUMNS, ragged=RAGGED, command=command,
-            content={"materialize": source, "checksums": checksums},
+            # The checksums as well: a virtual merge once had no fingerprint, and a partial
+            # materialization of one compact corpus was resumed from another.
+            content={"materialize": stored.get(S.ATTR_FINGERPRINT), "checksums": stored.get(S.ATTR_CHECKSUMS)},
             attrs={**attrs, S.ATTR_PARAMS: params, S.ATTR_STORED_TYPES: names},
             finish=lambda writer, summary: (tables, {}), encoding=encoding, overwrite=overwrite,
             workers=workers, progress=progress, on_error="stop", what="item", desc="materialize")
